@@ -1,0 +1,456 @@
+"""The only module that reads or writes checkpoint files. No pickle anywhere.
+
+A run folder holds checkpoint folders and two pointer files::
+
+    checkpoints/verses-gru/
+        best                 text file: name of the checkpoint with the lowest validation loss
+        latest               text file: name of the newest checkpoint (what --resume continues)
+        step-00000400/
+            config.json              format version, model + tokenizer config, training
+                                     arguments, metrics
+            vocab.json               the character vocabulary
+            model.safetensors        model weights
+            optimizer.safetensors    optimizer tensors           (for resuming)
+            trainer_state.json       step, data position, RNG state, schedule (for resuming)
+            trainer_state.safetensors  carried hidden state, torch RNG state (for resuming)
+
+Writes are atomic: a checkpoint is built in a hidden temporary sibling folder, every file is
+fsynced, and the folder is renamed into place; only then are the pointers replaced (write a
+temporary file, fsync, ``os.replace``). A crash at any moment leaves the previous checkpoint and
+pointers usable; left-over ``.tmp-*`` folders are ignored and removed by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+from .model import CharRNN, ModelConfig
+from .vocab import Vocab
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+MODEL = "model.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+TRAINER_STATE = "trainer_state.json"
+TRAINER_TENSORS = "trainer_state.safetensors"
+BEST = "best"
+LATEST = "latest"
+TMP_PREFIX = ".tmp-"
+_STEP_RE = re.compile(r"^step-\d+$")
+_MAX_HEADER = 100 * 1024 * 1024
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+
+def write_checkpoint(
+    run_dir: Path,
+    name: str,
+    json_files: Mapping[str, Any],
+    tensor_files: Mapping[str, Mapping[str, torch.Tensor]],
+) -> Path:
+    """Write a checkpoint folder ``run_dir/name`` atomically and return its path."""
+    run_dir = Path(run_dir)
+    final = run_dir / name
+    tmp = run_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for fname, obj in json_files.items():
+            (tmp / fname).write_text(_json_text(obj), encoding="utf-8")
+            _fsync_file(tmp / fname)
+        for fname, tensors in tensor_files.items():
+            flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+            save_file(flat, str(tmp / fname), metadata={"format": "pt"})
+            _fsync_file(tmp / fname)
+        _fsync_dir(tmp)
+        if final.exists():
+            # Same name again (e.g. a resumed run saving at the step it resumed from): move the
+            # old one aside first so that the rename below cannot fail on a non-empty folder.
+            old = run_dir / f"{TMP_PREFIX}old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = e.strerror or str(e)
+        raise CheckpointError(f"{final}: cannot save checkpoint ({reason})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old content or the new, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def set_pointer(run_dir: Path, pointer: str, name: str) -> None:
+    """Atomically make ``run_dir/pointer`` name checkpoint ``name``."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / f"{TMP_PREFIX}{pointer}-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / pointer)
+        _fsync_dir(run_dir)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{run_dir / pointer}: cannot update ({e.strerror or e})") from None
+
+
+def read_pointer(run_dir: Path, pointer: str) -> str | None:
+    """Checkpoint name a pointer file holds, or None if missing or pointing nowhere usable."""
+    p = Path(run_dir) / pointer
+    try:
+        name = p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not _STEP_RE.match(name) or not (Path(run_dir) / name / CONFIG).is_file():
+        return None
+    return name
+
+
+def checkpoint_folders(run_dir: Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest step first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if _STEP_RE.match(p.name) and (p / CONFIG).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def prune(run_dir: Path) -> None:
+    """Remove checkpoint folders no pointer names, and left-over temporary folders."""
+    run_dir = Path(run_dir)
+    keep = {read_pointer(run_dir, BEST), read_pointer(run_dir, LATEST)}
+    if keep == {None}:
+        return
+    for p in checkpoint_folders(run_dir):
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def clean_temporary(run_dir: Path) -> None:
+    """Remove half-written ``.tmp-*`` entries that an interrupted save left behind."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for p in run_dir.iterdir():
+        if p.name.startswith(TMP_PREFIX):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def is_run_dir(path: Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and not (path / CONFIG).is_file() and bool(checkpoint_folders(path))
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint --resume continues: what ``latest`` names, else the newest complete one."""
+    name = read_pointer(run_dir, LATEST)
+    if name is not None:
+        return Path(run_dir) / name
+    folders = checkpoint_folders(run_dir)
+    return folders[-1] if folders else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    name = read_pointer(run_dir, BEST)
+    if name is not None:
+        return Path(run_dir) / name
+    return newest_checkpoint(run_dir)
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or a run folder (its best checkpoint), to a checkpoint folder."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or run folder")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a folder (a checkpoint is a folder of files)")
+    if (path / CONFIG).is_file():
+        return path
+    best = best_checkpoint(path)
+    if best is None:
+        raise CheckpointError(f"{path}: not a charrnn run or checkpoint folder (no {CONFIG})")
+    return best
+
+
+def newest_run(root: Path) -> Path | None:
+    """The run under ``root`` whose newest checkpoint was written last."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    best: tuple[float, Path] | None = None
+    for run in root.iterdir():
+        if not run.is_dir():
+            continue
+        ck = newest_checkpoint(run)
+        if ck is None:
+            continue
+        mtime = (ck / CONFIG).stat().st_mtime
+        if best is None or mtime > best[0]:
+            best = (mtime, run)
+    return best[1] if best else None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a checkpoint file, with one-line errors naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing from the checkpoint") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text (corrupted?)") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
+def read_config(ckpt: Path) -> dict[str, Any]:
+    """``config.json`` of a checkpoint folder, with its format version checked."""
+    path = Path(ckpt) / CONFIG
+    config = read_json(path)
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: unsupported format_version {version!r} (this charrnn reads {FORMAT_VERSION})"
+        )
+    return config
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """Parse and check a safetensors header without loading anything."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: truncated ({size} bytes, not a safetensors file)")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, _MAX_HEADER):
+                raise CheckpointError(
+                    f"{path}: not a safetensors file (header length {n} exceeds file size {size})"
+                )
+            raw = f.read(n)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing from the checkpoint") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path}: not a safetensors file (bad header)") from None
+    data_len = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+            dtype = info["dtype"]
+            shape = info["shape"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: bad header entry for tensor {name!r}") from None
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_len):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} points past the end of the file (truncated?)"
+            )
+        if dtype not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has a bad shape")
+        itemsize = torch.empty((), dtype=_DTYPES[dtype]).element_size()
+        if math.prod(shape) * itemsize != end - start:
+            raise CheckpointError(f"{path}: tensor {name!r} size does not match its shape")
+    return header
+
+
+def read_tensors(
+    path: Path, expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, on the CPU, checked against ``expected`` names/shapes/dtypes.
+
+    Never unpickles: the header is parsed and checked here first, then safetensors reads the data.
+    """
+    path = Path(path)
+    header = _safetensors_header(path)
+    if expected is not None:
+        names = set(header) - {"__metadata__"}
+        missing = sorted(set(expected) - names)
+        extra = sorted(names - set(expected))
+        if missing:
+            raise CheckpointError(f"{path}: missing tensor {missing[0]!r}")
+        if extra:
+            raise CheckpointError(f"{path}: unexpected tensor {extra[0]!r}")
+        for name, (shape, dtype) in expected.items():
+            info = header[name]
+            if tuple(info["shape"]) != tuple(shape):
+                raise CheckpointError(
+                    f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, "
+                    f"config.json implies {tuple(shape)}"
+                )
+            if _DTYPES[info["dtype"]] != dtype:
+                raise CheckpointError(
+                    f"{path}: tensor {name!r} has dtype {info['dtype']}, "
+                    f"expected {_DTYPE_NAMES.get(dtype, str(dtype))}"
+                )
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot read tensors ({e})") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf values")
+    return tensors
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_tensors(model: CharRNN) -> dict[str, torch.Tensor]:
+    """The weights to store (a tied head shares the embedding and is stored once)."""
+    sd = model.state_dict()
+    if model.config.tie_weights:
+        sd.pop("head.weight", None)
+    return sd
+
+
+@dataclass
+class LoadedModel:
+    path: Path  # the checkpoint folder
+    model: CharRNN
+    vocab: Vocab
+    config: dict[str, Any]  # config.json as read
+
+
+def load_vocab(ckpt: Path) -> Vocab:
+    path = Path(ckpt) / VOCAB
+    d = read_json(path)
+    try:
+        return Vocab.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a valid vocabulary ({e})") from None
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
+    ckpt = resolve_checkpoint(Path(path))
+    config = read_config(ckpt)
+    try:
+        mc = ModelConfig.from_dict(config["model"])
+    except KeyError:
+        raise CheckpointError(f"{ckpt / CONFIG}: no 'model' section") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / CONFIG}: invalid model config ({e})") from None
+    vocab = load_vocab(ckpt)
+    if len(vocab) != mc.vocab_size:
+        raise CheckpointError(
+            f"{ckpt / VOCAB}: holds {len(vocab)} entries but config.json says "
+            f"vocab_size {mc.vocab_size}"
+        )
+    with torch.device("meta"):
+        shape_model = CharRNN(mc)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model_tensors(shape_model).items()}
+    tensors = read_tensors(ckpt / MODEL, expected)
+    model = CharRNN(mc)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    allowed_missing = {"head.weight"} if mc.tie_weights else set()
+    if set(missing) - allowed_missing or unexpected:
+        raise CheckpointError(f"{ckpt / MODEL}: tensors do not match the model")
+    model.to(device)
+    model.eval()
+    return LoadedModel(ckpt, model, vocab, config)

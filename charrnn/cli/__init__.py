@@ -1,0 +1,46 @@
+"""The ``charrnn`` command: parse options, call the library, render on stderr.
+
+Generated text and machine-readable results go to stdout; progress, notices and errors go to
+stderr. Exit codes: 0 success, 1 a runtime error the user can fix (one line, no traceback),
+2 a usage error, 130 interrupted (143 for SIGTERM during training).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .common import user_errors
+from .generate import EVAL_EPILOG, SAMPLE_EPILOG, eval_command, sample_command
+from .train import TRAIN_EPILOG, train_command
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train character-level RNN language models on any UTF-8 text and generate text.",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+app.command("train", epilog=TRAIN_EPILOG)(user_errors(train_command))
+app.command("sample", epilog=SAMPLE_EPILOG)(user_errors(sample_command))
+app.command("eval-perplexity", epilog=EVAL_EPILOG)(user_errors(eval_command))
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. ``--debug`` anywhere shows tracebacks of user errors."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ["CHARRNN_DEBUG"] = "1"
+    app(args=args, prog_name="charrnn")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,179 @@
+"""``charrnn sample`` and ``charrnn eval-perplexity``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .. import checkpoint as ck
+from ..device import resolve_device
+from .common import (
+    StdoutClosed,
+    err,
+    fail,
+    find_checkpoint,
+    set_threads,
+    silence_stdout,
+    write_out,
+)
+
+SAMPLE_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn sample --temp 0.8 | head -n 20\n\n"
+    "  charrnn sample -c checkpoints/verses-gru --prime 'THE ' --length 300 --seed 1\n\n"
+    "  charrnn sample --num-samples 5 --stop $'\\n\\n'"
+)
+EVAL_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn eval-perplexity held-out.txt\n\n"
+    "  cat a.txt | charrnn eval-perplexity - --json -c checkpoints/verses-gru"
+)
+
+
+def sample_command(
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="Run or checkpoint folder [default: newest run]."
+    ),
+    temp: float = typer.Option(0.8, "--temp", "-t", min=0.0, help="Temperature; 0 = greedy."),
+    length: int = typer.Option(1000, "--length", "-n", min=0, help="Characters to generate."),
+    prime: str | None = typer.Option(None, "--prime", "-p", help="Text to start from."),
+    prime_file: str | None = typer.Option(
+        None, "--prime-file", help="Read the priming text from a file (- = stdin)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible output."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest."),
+    top_p: float | None = typer.Option(
+        None, "--top-p", max=1.0, help="Nucleus sampling: keep this much probability (0-1]."
+    ),
+    num_samples: int = typer.Option(
+        1, "--num-samples", min=1, help="Independent samples (computed side by side)."
+    ),
+    stop: str | None = typer.Option(
+        None, "--stop", help="End a sample where this string appears (not printed)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+) -> None:
+    """Generate text from a trained model, streamed to stdout."""
+    from ..data import read_text
+    from ..sampling import SampleConfig, generate, generate_many
+
+    if top_p is not None and top_p <= 0:
+        raise typer.BadParameter("must be in (0, 1]", param_hint="--top-p")
+    if prime is not None and prime_file is not None:
+        raise typer.BadParameter("give --prime or --prime-file, not both")
+    set_threads(threads)
+    dev = resolve_device(device)
+    loaded = ck.load_model(find_checkpoint(checkpoint), dev)
+    text = prime or ""
+    if prime_file is not None:
+        text = read_text(prime_file)
+    unknown = loaded.vocab.count_unknown(text)
+    if unknown:
+        err.print(
+            f"charrnn: note: the prime has {unknown} character(s) the model never saw; "
+            "they are read as <UNK>",
+            markup=False,
+        )
+    cfg = SampleConfig(length=length, temperature=temp, top_k=top_k, top_p=top_p, seed=seed)
+    last = ""
+    try:
+        if num_samples == 1:
+            for piece in generate(loaded.model, loaded.vocab, text, cfg, stop=stop):
+                write_out(piece)
+                last = piece or last
+            if not last.endswith("\n"):
+                write_out("\n")
+        else:
+            samples = generate_many(loaded.model, loaded.vocab, num_samples, text, cfg, stop)
+            for i, s in enumerate(samples):
+                write_out(("\n" if i else "") + s + ("" if s.endswith("\n") else "\n"))
+    except StdoutClosed:
+        silence_stdout()
+        raise typer.Exit(0) from None
+
+
+def eval_command(
+    files: list[str] = typer.Argument(..., help="Text files to score (- = stdin)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="Run or checkpoint folder [default: newest run]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the files."),
+    errors: str = typer.Option(
+        "strict", "--errors", help="On undecodable bytes: strict, replace or ignore."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+) -> None:
+    """Score text files: nats/char, bits/char and perplexity (state carried through each file)."""
+    import torch
+
+    from ..data import iter_text
+    from ..evaluation import StreamEvaluator
+
+    if errors not in ("strict", "replace", "ignore"):
+        raise typer.BadParameter("expected strict, replace or ignore", param_hint="--errors")
+    if files.count("-") > 1:
+        raise typer.BadParameter("standard input (-) can be named only once")
+    set_threads(threads)
+    dev = resolve_device(device)
+    loaded = ck.load_model(find_checkpoint(checkpoint), dev)
+    vocab = loaded.vocab
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        ev = StreamEvaluator(loaded.model)
+        chars = unknown = 0
+        for chunk in iter_text(f, encoding, errors):
+            chars += len(chunk)
+            unknown += vocab.count_unknown(chunk)
+            ev.feed(torch.tensor(vocab.encode(chunk), dtype=torch.long))
+        name = "<stdin>" if f == "-" else f
+        if chars < 2:
+            fail(f"{name}: {chars} characters; at least 2 are needed to score a text")
+        if unknown:
+            err.print(
+                f"charrnn: note: {name} has {unknown} character(s) the model never saw "
+                "(scored as <UNK>)",
+                markup=False,
+            )
+        res = ev.result()
+        rows.append(
+            {
+                "file": name,
+                "chars": chars,
+                "unknown": unknown,
+                "scored": res.tokens,
+                "nats_per_char": res.nats,
+                "bits_per_char": res.bits,
+                "perplexity": res.perplexity,
+            }
+        )
+    if as_json:
+        write_out(json.dumps({"checkpoint": str(loaded.path), "files": rows}, indent=2) + "\n")
+        return
+    header = ("file", "chars", "unknown", "nats/char", "bits/char", "perplexity")
+    table = [header] + [
+        (
+            r["file"],
+            str(r["chars"]),
+            str(r["unknown"]),
+            f"{r['nats_per_char']:.4f}",
+            f"{r['bits_per_char']:.4f}",
+            f"{r['perplexity']:.3f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for row in table:
+        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0]), *rest]
+        lines.append("  ".join(cells).rstrip())
+    try:
+        write_out("\n".join(lines) + "\n")
+    except StdoutClosed:
+        silence_stdout()

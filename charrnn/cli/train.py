@@ -1,0 +1,275 @@
+"""``charrnn train``: options -> TrainRequest -> runs.start_run/resume_run, with a live view."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..device import resolve_device
+from ..evaluation import LN2
+from ..runs import Run, TrainRequest, resume_run, start_run
+from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
+from .common import checkpoints_root, err, format_duration, parse_duration, set_threads
+
+TRAIN_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn train corpora/verses.txt --cell gru\n\n"
+    "  charrnn train novel.txt --max-time 10m --hidden 512\n\n"
+    "  cat *.c | charrnn train - --out checkpoints/c-code\n\n"
+    "  charrnn train --resume checkpoints/verses-gru --max-time 5m"
+)
+
+
+def _k(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+class Reporter:
+    """Renders training events on stderr: a live bar on a terminal, log lines otherwise."""
+
+    def __init__(self, run: Run, live: bool) -> None:
+        self.run = run
+        self.live = live
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.last_val: str = "-"
+        self.last_line = 0.0
+        self.t0 = time.perf_counter()
+
+    def header(self, device: str) -> None:
+        r = self.run
+        mc = r.model.config
+        tc = r.train_config
+        limits = []
+        if tc.max_time:
+            limits.append(f"time {format_duration(tc.max_time)}")
+        if tc.max_steps:
+            limits.append(f"{tc.max_steps} steps")
+        if tc.max_epochs:
+            limits.append(f"{tc.max_epochs:g} epochs")
+        verb = "resuming" if r.resumed else "training"
+        err.print(
+            f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
+            f"parameters) on {r.corpus.info['train_chars']:,} characters, vocabulary "
+            f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
+            f"device {device}; stops at {' or '.join(limits)}",
+            markup=False,
+        )
+        err.print(f"run folder: {r.run_dir}", markup=False)
+        for n in r.notices:
+            err.print(f"note: {n}", markup=False)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Started) and self.live:
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1000, info="")
+        elif isinstance(event, Stepped):
+            info = (
+                f"step {event.step}  loss {event.loss:.3f}  val {self.last_val} bpc  "
+                f"{_k(event.tokens_per_sec)} chars/s"
+            )
+            if self.progress is not None:
+                done = 0 if event.progress != event.progress else event.progress * 1000
+                self.progress.update(self.task, completed=done, info=info)
+        elif isinstance(event, Evaluated):
+            self.last_val = f"{event.val.bits:.3f}"
+            train = f"{event.train_loss:.4f}" if event.train_loss is not None else "-"
+            mark = "  (best)" if event.is_best else ""
+            line = (
+                f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "
+                f"val {event.val.nats:.4f} nats = {event.val.bits:.4f} bits/char{mark}"
+            )
+            self._log(line)
+        elif isinstance(event, Skipped):
+            self._log(f"step {event.step}: skipped, {event.reason}")
+        elif isinstance(event, Finished) and self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _log(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False)
+        else:
+            err.print(line, markup=False)
+
+    def summary(self, state: Any, reason: str) -> None:
+        r = self.run
+        tl = state.train_loss
+        lines = [
+            f"done ({reason.replace('_', ' ')}): {state.step} steps, {state.tokens:,} "
+            f"characters seen, {format_duration(time.perf_counter() - self.t0)}",
+        ]
+        if tl is not None:
+            lines.append(f"train loss {tl:.4f} nats/char = {tl / LN2:.4f} bits/char")
+        if state.best_val is not None:
+            import math
+
+            lines.append(
+                f"best val loss {state.best_val:.4f} nats/char = {state.best_val / LN2:.4f} "
+                f"bits/char, perplexity {math.exp(state.best_val):.3f} (step {state.best_step})"
+            )
+        best = r.best_path or r.last_saved
+        lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")
+        lines.append(f"sample with: charrnn sample -c {r.run_dir}")
+        for line in lines:
+            err.print(line, markup=False)
+
+
+def train_command(
+    files: list[str] = typer.Argument(None, help="Text files to train on (- = stdin)."),
+    val: str | None = typer.Option(None, "--val", help="Validation file [default: corpus tail]."),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", min=0.0, max=0.5, help="Share of the corpus held out."
+    ),
+    cell: str | None = typer.Option(None, "--cell", help="lstm, gru or rnn [default: gru]."),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="Recurrent layers [2]."),
+    hidden: int | None = typer.Option(None, "--hidden", min=1, help="Hidden size [auto]."),
+    embed_dim: int | None = typer.Option(None, "--embed-dim", min=1, help="Embedding size."),
+    dropout: float | None = typer.Option(
+        None, "--dropout", min=0.0, max=0.95, help="Dropout between layers and before the head."
+    ),
+    tie_weights: bool | None = typer.Option(
+        None, "--tie-weights/--no-tie-weights", help="Share embedding and output weights."
+    ),
+    min_char_count: int = typer.Option(
+        1, "--min-char-count", min=1, help="Rarer characters fold into <UNK>."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [64]."),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [64]."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [5e-3 for GRU]."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", min=0.0),
+    clip: float | None = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip [1.0]."),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="Warm-up steps [50]."),
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="cosine, plateau or constant [cosine]."
+    ),
+    max_epochs: float | None = typer.Option(None, "--max-epochs", help="Passes over the corpus."),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Total optimizer steps of the run (across resumes)."
+    ),
+    max_time: str | None = typer.Option(
+        None, "--max-time", help="Time budget of this invocation: 90s, 10m, 2h [2m]."
+    ),
+    eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Steps [200]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed [1337]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>]."
+    ),
+    resume: str | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    errors: str = typer.Option(
+        "strict", "--errors", help="On undecodable bytes: strict, replace or ignore."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
+) -> None:
+    """Train a model on text files; checkpoints go to a run folder."""
+    if errors not in ("strict", "replace", "ignore"):
+        raise typer.BadParameter("expected strict, replace or ignore", param_hint="--errors")
+    if cell is not None and cell not in ("lstm", "gru", "rnn"):
+        raise typer.BadParameter("expected lstm, gru or rnn", param_hint="--cell")
+    if schedule is not None and schedule not in ("cosine", "plateau", "constant"):
+        raise typer.BadParameter("expected cosine, plateau or constant", param_hint="--schedule")
+    if lr is not None and lr <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--lr")
+    if max_epochs is not None and max_epochs <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--max-epochs")
+    budget = parse_duration(max_time)
+    if not files and resume is None:
+        raise typer.BadParameter("name a text file to train on (or - for stdin), or --resume RUN")
+    set_threads(threads)
+    dev = resolve_device(device)
+    req = TrainRequest(
+        corpus=tuple(files or ()),
+        val=val,
+        val_fraction=val_fraction,
+        encoding=encoding,
+        errors=errors,
+        min_char_count=min_char_count,
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed_dim=embed_dim,
+        dropout=dropout,
+        tie_weights=tie_weights,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        weight_decay=weight_decay,
+        clip=clip,
+        warmup=warmup,
+        schedule=schedule,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        max_time=budget,
+        eval_every=eval_every,
+        seed=seed,
+        out=out,
+        resume=resume,
+        root=str(checkpoints_root()),
+    )
+    run = resume_run(req, dev) if resume else start_run(req, dev)
+    reporter = Reporter(run, live=err.is_terminal and not quiet)
+    if not quiet:
+        reporter.header(str(dev))
+
+    stop: dict[str, int | None] = {"signal": None}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        err.print(
+            "stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
+            markup=False,
+        )
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        state = run.train(
+            callbacks=[] if quiet else [reporter], should_stop=lambda: stop["signal"] is not None
+        )
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        if reporter.progress is not None:
+            reporter.progress.stop()
+    reason = "interrupted" if stop["signal"] is not None else _reason(run)
+    reporter.summary(state, reason)
+    if stop["signal"] is not None:
+        err.print(f"resume with: charrnn train --resume {run.run_dir}", markup=False)
+        sys.stderr.flush()
+        raise typer.Exit(130 if stop["signal"] == signal.SIGINT else 143)
+
+
+def _reason(run: Run) -> str:
+    tc = run.train_config
+    assert run.trainer is not None
+    s = run.trainer.state
+    if tc.max_steps is not None and s.step >= tc.max_steps:
+        return "max_steps"
+    if (
+        tc.max_epochs is not None
+        and s.epoch + s.window / run.trainer.steps_per_epoch >= tc.max_epochs
+    ):
+        return "max_epochs"
+    return "max_time"

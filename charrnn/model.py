@@ -1,0 +1,110 @@
+"""The character language model: embedding -> stacked LSTM / GRU / tanh RNN -> linear head.
+
+Pure module: imports torch only, touches no files and prints nothing.
+Dimension names: B batch, T time steps, E embedding size, H hidden size, V vocabulary size,
+N number of recurrent layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+CELLS = ("lstm", "gru", "rnn")
+
+# LSTM state is (h, c); GRU and RNN state is h. Each tensor is (N, B, H).
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    cell: str = "gru"
+    layers: int = 2
+    hidden: int = 256
+    embed_dim: int = 64
+    dropout: float = 0.0
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.vocab_size < 2:
+            raise ValueError("vocab_size must be at least 2")
+        for name in ("layers", "hidden", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.tie_weights and self.embed_dim != self.hidden:
+            raise ValueError("tie_weights needs embed_dim == hidden")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return cls(**d)
+
+
+class CharRNN(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[c.cell]
+        self.rnn = rnn_cls(
+            c.embed_dim,
+            c.hidden,
+            num_layers=c.layers,
+            batch_first=True,
+            dropout=c.dropout if c.layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.hidden, c.vocab_size)
+        if c.tie_weights:
+            self.head.weight = self.embedding.weight
+
+    def forward(
+        self, idx: torch.Tensor, hidden: Hidden | None = None
+    ) -> tuple[torch.Tensor, Hidden]:
+        """idx (B, T) token ids -> logits (B, T, V) and the state after the last step."""
+        emb = self.embedding(idx)  # (B, T, E)
+        out, hidden = self.rnn(emb, hidden)  # (B, T, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        return logits, hidden
+
+    def init_hidden(self, batch: int) -> Hidden:
+        """Zero state for ``batch`` streams, on the device and dtype of the weights."""
+        w = self.head.weight
+        c = self.config
+        h = torch.zeros(c.layers, batch, c.hidden, device=w.device, dtype=w.dtype)
+        if c.cell == "lstm":
+            return (h, torch.zeros_like(h))
+        return h
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_hidden(hidden: Hidden) -> Hidden:
+    """Cut the graph behind a carried state (truncated backpropagation through time)."""
+    if isinstance(hidden, tuple):
+        return (hidden[0].detach(), hidden[1].detach())
+    return hidden.detach()
+
+
+def hidden_tensors(hidden: Hidden) -> list[torch.Tensor]:
+    """The tensors of a state, in a fixed order (h, or h then c)."""
+    return list(hidden) if isinstance(hidden, tuple) else [hidden]
+
+
+def hidden_from_tensors(cell: str, tensors: list[torch.Tensor]) -> Hidden:
+    """Inverse of :func:`hidden_tensors`."""
+    if cell == "lstm":
+        return (tensors[0], tensors[1])
+    return tensors[0]

@@ -1,0 +1,485 @@
+"""A training run on disk: pick defaults, create or resume a run folder, save as training goes.
+
+This glues data, model, training and checkpoint together for ``charrnn train``; it knows nothing
+of the command line and prints nothing.
+
+Defaults (each can be overridden by an option). ``n`` is the number of training characters.
+
+* model: 2 layers of GRU; hidden 128 if n < 100k, 256 if n < 5M, else 512; embedding 64
+  (128 when the vocabulary has over 256 characters); dropout 0.2 if n < 100k, 0.1 if n < 1M,
+  else 0.
+* optimisation: batch 64 streams x 64-character windows, AdamW with lr 5e-3 (GRU), 3e-3 (LSTM)
+  or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
+* length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from . import checkpoint as ck
+from .data import STDIN, control_characters, fit_batch, read_text, split_text, to_tensor
+from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
+from .model import CELLS, CharRNN, ModelConfig
+from .training import (
+    Callback,
+    Evaluated,
+    Event,
+    TrainConfig,
+    Trainer,
+    TrainerState,
+    make_optimizer,
+    optimizer_from_plain,
+    optimizer_to_plain,
+    trainer_state_from_plain,
+    trainer_state_to_plain,
+)
+from .vocab import Vocab
+
+DEFAULT_MAX_TIME = 120.0
+STDIN_COPY = "corpus-stdin.txt"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the user asked for; None means "choose for me" (or "keep" when resuming)."""
+
+    corpus: tuple[str, ...] = ()
+    val: str | None = None
+    val_fraction: float = 0.1
+    encoding: str = "utf-8"
+    errors: str = "strict"
+    min_char_count: int = 1
+    cell: str | None = None
+    layers: int | None = None
+    hidden: int | None = None
+    embed_dim: int | None = None
+    dropout: float | None = None
+    tie_weights: bool | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    clip: float | None = None
+    warmup: int | None = None
+    schedule: str | None = None
+    max_epochs: float | None = None
+    max_steps: int | None = None
+    max_time: float | None = None
+    eval_every: int | None = None
+    seed: int | None = None
+    out: str | None = None
+    resume: str | None = None
+    root: str = "checkpoints"
+
+
+@dataclass
+class Notice:
+    """Something the user should hear about (the CLI prints it on stderr)."""
+
+    text: str
+
+
+@dataclass
+class Corpus:
+    train_text_chars: int
+    vocab: Vocab
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor | None
+    info: dict[str, Any]  # stored in config.json under "data"
+    notices: list[str] = field(default_factory=list)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _join(texts: Sequence[str]) -> str:
+    """Concatenate files, making sure each starts on a new line."""
+    parts = []
+    for i, t in enumerate(texts):
+        parts.append(t)
+        if i < len(texts) - 1 and t and not t.endswith("\n"):
+            parts.append("\n")
+    return "".join(parts)
+
+
+def _read_sources(paths: Sequence[str], encoding: str, errors: str) -> list[str]:
+    texts = []
+    for p in paths:
+        text = read_text(p, encoding, errors)
+        if not text:
+            raise CorpusError(f"{'<stdin>' if p == STDIN else p}: empty file, nothing to train on")
+        texts.append(text)
+    return texts
+
+
+def load_corpus(req: TrainRequest, vocab: Vocab | None = None) -> tuple[Corpus, str]:
+    """Read, split and encode the corpus; returns it and the full text (for a stdin copy)."""
+    if not req.corpus:
+        raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
+    if req.corpus.count(STDIN) > 1:
+        raise CorpusError("standard input (-) can be named only once")
+    texts = _read_sources(req.corpus, req.encoding, req.errors)
+    text = _join(texts)
+    notices = []
+    bad = control_characters(text)
+    if bad:
+        notices.append(f"corpus holds {bad} NUL or other control characters; they are kept as is")
+    if req.val is not None:
+        train_text = text
+        val_text = _read_sources([req.val], req.encoding, req.errors)[0]
+        val_name = req.val
+    else:
+        train_text, val_text = split_text(text, req.val_fraction)
+        val_name = f"last {req.val_fraction:g} of the corpus"
+    if len(train_text) < 2:
+        raise CorpusError(
+            f"{req.corpus[0]}: only {len(text)} characters; at least 2 training characters needed"
+        )
+    if (req.val is not None or req.val_fraction > 0) and len(val_text) < 2:
+        raise CorpusError(
+            f"{req.corpus[0]}: the validation split ({val_name}) has {len(val_text)} characters; "
+            "give more text, --val FILE, or --val-fraction 0"
+        )
+    if vocab is None:
+        vocab = Vocab.build(train_text, min_count=req.min_char_count)
+    if len(vocab) < 2:
+        raise CorpusError(
+            f"{req.corpus[0]}: no character occurs --min-char-count {req.min_char_count} times"
+        )
+    train_ids = to_tensor(vocab.encode(train_text))
+    val_ids = to_tensor(vocab.encode(val_text)) if len(val_text) >= 2 else None
+    unknown = vocab.count_unknown(val_text) if val_text else 0
+    if unknown:
+        notices.append(
+            f"validation text has {unknown} characters not in the training vocabulary "
+            "(scored as <UNK>)"
+        )
+    info = {
+        "sources": [STDIN if p == STDIN else str(Path(p).resolve()) for p in req.corpus],
+        "val": None if req.val is None else str(Path(req.val).resolve()),
+        "val_fraction": req.val_fraction,
+        "encoding": req.encoding,
+        "errors": req.errors,
+        "min_char_count": req.min_char_count,
+        "text_sha256": _sha256(text),
+        "val_sha256": _sha256(val_text) if req.val is not None else None,
+        "train_chars": len(train_text),
+        "val_chars": len(val_text),
+        "val_unknown": unknown,
+    }
+    return Corpus(len(train_text), vocab, train_ids, val_ids, info, notices), text
+
+
+def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
+    cell = req.cell or "gru"
+    if cell not in CELLS:
+        raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
+    hidden = req.hidden or (128 if n_train < 100_000 else 256 if n_train < 5_000_000 else 512)
+    embed = req.embed_dim or (64 if vocab_size <= 256 else 128)
+    if req.tie_weights:
+        if req.embed_dim is not None and req.embed_dim != hidden:
+            raise CharRNNError("--tie-weights needs --embed-dim equal to --hidden")
+        embed = hidden
+    if req.dropout is not None:
+        dropout = req.dropout
+    else:
+        dropout = 0.2 if n_train < 100_000 else 0.1 if n_train < 1_000_000 else 0.0
+    return ModelConfig(
+        vocab_size=vocab_size,
+        cell=cell,
+        layers=req.layers or 2,
+        hidden=hidden,
+        embed_dim=embed,
+        dropout=dropout,
+        tie_weights=bool(req.tie_weights),
+    )
+
+
+def auto_train_config(req: TrainRequest, cell: str, n_train: int) -> tuple[TrainConfig, str | None]:
+    """Training configuration, and a notice if the batch had to shrink to fit the corpus."""
+    fit = fit_batch(n_train, req.batch_size or 64, req.seq_len or 64)
+    notice = None
+    if fit.shrunk:
+        notice = (
+            f"corpus is small ({n_train} training characters): using {fit.batch_size} streams of "
+            f"{fit.seq_len}-character windows"
+        )
+    max_time = req.max_time
+    if max_time is None and req.max_steps is None and req.max_epochs is None:
+        max_time = DEFAULT_MAX_TIME
+    lr = req.lr or {"gru": 5e-3, "lstm": 3e-3, "rnn": 2e-3}[cell]
+    cfg = TrainConfig(
+        batch_size=fit.batch_size,
+        seq_len=fit.seq_len,
+        lr=lr,
+        weight_decay=0.01 if req.weight_decay is None else req.weight_decay,
+        clip=1.0 if req.clip is None else req.clip,
+        warmup_steps=50 if req.warmup is None else req.warmup,
+        schedule=req.schedule or "cosine",
+        max_epochs=req.max_epochs,
+        max_steps=req.max_steps,
+        max_time=max_time,
+        eval_every=req.eval_every or 200,
+        seed=1337 if req.seed is None else req.seed,
+    )
+    return cfg, notice
+
+
+def _unique_run_dir(root: Path, stem: str) -> Path:
+    cand = root / stem
+    i = 2
+    while cand.exists():
+        cand = root / f"{stem}-{i}"
+        i += 1
+    return cand
+
+
+class Run:
+    """A prepared training run: call :meth:`train` to go."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model: CharRNN,
+        corpus: Corpus,
+        train_config: TrainConfig,
+        optimizer: torch.optim.Optimizer,
+        state: TrainerState | None,
+        created: bool,
+        notices: list[str],
+    ) -> None:
+        self.run_dir = run_dir
+        self.model = model
+        self.corpus = corpus
+        self.vocab = corpus.vocab
+        self.train_config = train_config
+        self.optimizer = optimizer
+        self.state = state
+        self.created = created
+        self.notices = notices
+        self.saved_step: int | None = state.step if state is not None else None
+        self.last_saved: Path | None = None
+        self.best_path: Path | None = None
+        self.trainer: Trainer | None = None
+        self._last_metrics: dict[str, Any] = {}
+
+    @property
+    def resumed(self) -> bool:
+        return self.state is not None
+
+    def config_json(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "format_version": ck.FORMAT_VERSION,
+            "charrnn_version": __version__,
+            "model": self.model.config.to_dict(),
+            "tokenizer": {"type": "char"},
+            "training": self.train_config.to_dict(),
+            "data": self.corpus.info,
+            "metrics": metrics,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def save(self, state: TrainerState, best: bool) -> Path:
+        """Write a complete checkpoint for ``state`` and move the pointers."""
+        opt_tensors, opt_meta = optimizer_to_plain(self.optimizer)
+        st_tensors, st_json = trainer_state_to_plain(state)
+        st_json["optimizer"] = opt_meta
+        name = ck.checkpoint_name(state.step)
+        path = ck.write_checkpoint(
+            self.run_dir,
+            name,
+            {
+                ck.CONFIG: self.config_json(self._metrics(state)),
+                ck.VOCAB: self.vocab.to_dict(),
+                ck.TRAINER_STATE: st_json,
+            },
+            {
+                ck.MODEL: ck.model_tensors(self.model),
+                ck.OPTIMIZER: opt_tensors,
+                ck.TRAINER_TENSORS: st_tensors,
+            },
+        )
+        ck.set_pointer(self.run_dir, ck.LATEST, name)
+        if best or ck.read_pointer(self.run_dir, ck.BEST) is None:
+            ck.set_pointer(self.run_dir, ck.BEST, name)
+            self.best_path = path
+        ck.prune(self.run_dir)
+        self.saved_step = state.step
+        self.last_saved = path
+        return path
+
+    def _metrics(self, state: TrainerState) -> dict[str, Any]:
+        m = dict(self._last_metrics)
+        m.update(
+            step=state.step,
+            tokens=state.tokens,
+            elapsed=round(state.elapsed, 3),
+            train_loss=state.train_loss,
+            best_val_loss=state.best_val,
+            best_step=state.best_step,
+        )
+        return m
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Evaluated):
+            self._last_metrics = {
+                "val_loss": event.val.nats,
+                "val_bits_per_char": event.val.bits,
+                "val_perplexity": event.val.perplexity,
+                "val_tokens": event.val.tokens,
+            }
+            assert self.trainer is not None
+            self.save(self.trainer.state, best=event.is_best)
+
+    def train(
+        self, callbacks: Sequence[Callback] = (), should_stop: Callable[[], bool] | None = None
+    ) -> TrainerState:
+        """Train until a limit or ``should_stop()``; the last state is always saved."""
+        self.trainer = Trainer(
+            self.model,
+            self.corpus.train_ids,
+            self.corpus.val_ids,
+            self.train_config,
+            callbacks=[self._on_event, *callbacks],
+            state=self.state,
+            optimizer=self.optimizer,
+            should_stop=should_stop,
+        )
+        try:
+            state = self.trainer.run()
+        except TrainingError:
+            self._discard_if_empty()
+            raise
+        if self.saved_step != state.step:
+            self.save(state, best=False)
+        return state
+
+    def _discard_if_empty(self) -> None:
+        """Remove the run folder this run created if no checkpoint made it to disk."""
+        if self.created and not ck.checkpoint_folders(self.run_dir):
+            import shutil
+
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def start_run(req: TrainRequest, device: torch.device) -> Run:
+    """Prepare a new run from a request (reads the corpus, creates the run folder)."""
+    corpus, text = load_corpus(req)
+    notices = list(corpus.notices)
+    mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
+    tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel())
+    if notice:
+        notices.append(notice)
+    root = Path(req.root)
+    if req.out:
+        run_dir = Path(req.out)
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise CharRNNError(
+                f"{run_dir}: already exists and is not empty; use --resume {run_dir} to continue "
+                "it, or choose another --out"
+            )
+    else:
+        first = req.corpus[0]
+        stem = "stdin" if first == STDIN else Path(first).stem or "corpus"
+        run_dir = _unique_run_dir(root, f"{stem}-{mc.cell}")
+    torch.manual_seed(tc.seed)
+    model = CharRNN(mc).to(device)
+    optimizer = make_optimizer(model, tc)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+    if STDIN in req.corpus:
+        # Keep standard input so that --resume can read the same text again.
+        ck.write_text_atomic(run_dir / STDIN_COPY, text)
+        corpus.info["sources"] = [STDIN_COPY if p == STDIN else p for p in corpus.info["sources"]]
+    return Run(run_dir, model, corpus, tc, optimizer, None, True, notices)
+
+
+_RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every")
+_RESUME_FIXED = (
+    "val",
+    "cell",
+    "layers",
+    "hidden",
+    "embed_dim",
+    "dropout",
+    "tie_weights",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "weight_decay",
+    "clip",
+    "warmup",
+    "schedule",
+    "seed",
+)
+
+
+def resume_run(req: TrainRequest, device: torch.device) -> Run:
+    """Continue the run in ``req.resume`` from its newest complete checkpoint."""
+    assert req.resume is not None
+    run_dir = Path(req.resume)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder to resume")
+    fixed = [name for name in _RESUME_FIXED if getattr(req, name) is not None]
+    if fixed or req.corpus:
+        what = "the corpus" if req.corpus else "--" + fixed[0].replace("_", "-")
+        raise CharRNNError(
+            f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
+            "(only --max-time, --max-steps, --max-epochs, --eval-every, --device, --threads)"
+        )
+    ck.clean_temporary(run_dir)
+    ckpt = ck.newest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")
+    loaded = ck.load_model(ckpt, device)
+    config = loaded.config
+    try:
+        data = config["data"]
+        tc = TrainConfig(**config["training"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training or data section ({e})") from None
+    changes = {k: getattr(req, k) for k in _RESUME_OVERRIDABLE if getattr(req, k) is not None}
+    if {"max_time", "max_steps", "max_epochs"} & changes.keys():
+        # New limits replace the old ones rather than adding to them.
+        changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
+    tc = replace(tc, **changes)
+    sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
+    creq = TrainRequest(
+        corpus=tuple(sources),
+        val=data.get("val"),
+        val_fraction=data.get("val_fraction", 0.1),
+        encoding=data.get("encoding", "utf-8"),
+        errors=data.get("errors", "strict"),
+        min_char_count=data.get("min_char_count", 1),
+    )
+    corpus, _ = load_corpus(creq, vocab=loaded.vocab)
+    if corpus.info["text_sha256"] != data.get("text_sha256"):
+        raise CorpusError(
+            f"{sources[0]}: the corpus changed since this run started; resuming needs the same text"
+        )
+    corpus.info = data
+    model = loaded.model
+    model.train()
+    optimizer = make_optimizer(model, tc)
+    st_json = ck.read_json(ckpt / ck.TRAINER_STATE)
+    try:
+        opt_tensors = ck.read_tensors(ckpt / ck.OPTIMIZER)
+        optimizer_from_plain(optimizer, opt_tensors, st_json["optimizer"])
+        st_tensors = ck.read_tensors(ckpt / ck.TRAINER_TENSORS)
+        state = trainer_state_from_plain(model.config.cell, st_tensors, st_json, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt}: cannot restore the training state ({e})") from None
+    # Keep the schedule's lr in step with a possibly changed --lr: not allowed, so just reuse.
+    return Run(run_dir, model, corpus, tc, optimizer, state, False, list(corpus.notices))

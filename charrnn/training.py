@@ -1,0 +1,401 @@
+"""The training loop: silent, reporting through callbacks. It never prints and never saves.
+
+Callers pass callbacks that receive events (:class:`Started`, :class:`Stepped`,
+:class:`Evaluated`, :class:`Skipped`, :class:`Finished`); the CLI renders them and saves
+checkpoints when it sees an :class:`Evaluated` event. The loop walks the training stream as
+``batch_size`` contiguous rows in ``seq_len`` windows, carrying the hidden state (see data.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .data import batchify, num_windows, window
+from .errors import TrainingError
+from .evaluation import EvalResult, evaluate
+from .model import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
+
+SCHEDULES = ("cosine", "plateau", "constant")
+MAX_NONFINITE = 5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    seq_len: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    warmup_steps: int = 50
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    max_epochs: float | None = None
+    max_steps: int | None = None
+    max_time: float | None = None  # seconds for this invocation (a resume gets a new budget)
+    eval_every: int = 200
+    eval_streams: int = 16
+    eval_max_tokens: int = 250_000
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.batch_size < 1 or self.seq_len < 1:
+            raise ValueError("batch_size and seq_len must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainerState:
+    """Everything (besides weights and optimizer) needed to continue a run exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0  # next window of the epoch
+    tokens: int = 0
+    elapsed: float = 0.0  # seconds of training over all sessions
+    progress: float = 0.0  # fraction of the schedule done at the last step
+    best_val: float | None = None
+    best_step: int | None = None
+    last_val: float | None = None
+    plateau_scale: float = 1.0
+    plateau_bad: int = 0
+    train_loss: float | None = None  # running mean of recent steps
+    hidden: Hidden | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("hidden")
+        return d
+
+
+# ---------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Started:
+    step: int
+    steps_per_epoch: int
+    batch_size: int
+    seq_len: int
+    parameters: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Stepped:
+    step: int
+    epoch: float
+    loss: float  # running mean of recent training losses, nats/token
+    lr: float
+    tokens_per_sec: float
+    elapsed: float  # seconds in this invocation
+    progress: float  # 0..1 towards whichever limit comes first, or nan without limits
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    step: int
+    epoch: float
+    val: EvalResult
+    train_loss: float | None
+    is_best: bool
+    final: bool
+
+
+@dataclass(frozen=True)
+class Skipped:
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    reason: str  # "max_steps" | "max_epochs" | "max_time" | "stopped"
+    state: TrainerState
+
+
+Event = Started | Stepped | Evaluated | Skipped | Finished
+Callback = Callable[[Event], None]
+
+
+# ---------------------------------------------------------------------------------- trainer
+
+
+def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not biases, not the embedding table)."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and not name.startswith("embedding") else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: CharRNN,
+        train_ids: torch.Tensor,
+        val_ids: torch.Tensor | None,
+        config: TrainConfig,
+        callbacks: Sequence[Callback] = (),
+        state: TrainerState | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.device = next(model.parameters()).device
+        self.data = batchify(train_ids, config.batch_size)  # (B, L), stays on the CPU
+        self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
+        self.val_ids = val_ids
+        if val_ids is not None and val_ids.numel() > config.eval_max_tokens:
+            self.val_ids = val_ids[: config.eval_max_tokens]
+        self.callbacks = list(callbacks)
+        self.resumed = state is not None
+        self.state = state or TrainerState()
+        self.optimizer = optimizer or make_optimizer(model, config)
+        self.should_stop = should_stop or (lambda: False)
+        self._session_p0 = self.state.progress if self.state.progress < 0.999 else 0.0
+        self._session_start = 0.0
+        self._eval_seconds = 0.0
+
+    # -- schedule ---------------------------------------------------------------------------
+
+    def progress(self, session_elapsed: float) -> float:
+        """Fraction of the run done: the furthest of steps, epochs and time (nan: no limit)."""
+        c, s = self.config, self.state
+        fractions = []
+        if c.max_steps:
+            fractions.append(s.step / c.max_steps)
+        if c.max_epochs:
+            fractions.append((s.epoch + s.window / self.steps_per_epoch) / c.max_epochs)
+        if c.max_time:
+            p0 = self._session_p0
+            fractions.append(p0 + (1.0 - p0) * session_elapsed / c.max_time)
+        return min(1.0, max(fractions)) if fractions else float("nan")
+
+    def lr_at(self, progress: float) -> float:
+        c, s = self.config, self.state
+        lr = c.lr
+        if c.warmup_steps and s.step < c.warmup_steps:
+            lr *= (s.step + 1) / c.warmup_steps
+        if c.schedule == "cosine" and not math.isnan(progress):
+            floor = c.min_lr_ratio
+            lr *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif c.schedule == "plateau":
+            lr *= s.plateau_scale
+        return lr
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        for cb in self.callbacks:
+            cb(event)
+
+    def _limit_reached(self, session_elapsed: float) -> str | None:
+        c, s = self.config, self.state
+        if c.max_steps is not None and s.step >= c.max_steps:
+            return "max_steps"
+        if c.max_epochs is not None and s.epoch + s.window / self.steps_per_epoch >= c.max_epochs:
+            return "max_epochs"
+        # Keep time for the final evaluation inside the budget.
+        if c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time:
+            return "max_time"
+        if self.should_stop():
+            return "stopped"
+        return None
+
+    def validate(self, final: bool = False) -> EvalResult | None:
+        """Evaluate on the validation stream, update best-so-far and emit :class:`Evaluated`."""
+        if self.val_ids is None or self.val_ids.numel() < 2:
+            return None
+        t0 = time.perf_counter()
+        res = evaluate(self.model, self.val_ids, streams=self.config.eval_streams)
+        self._eval_seconds = time.perf_counter() - t0
+        s = self.state
+        is_best = math.isfinite(res.nats) and (s.best_val is None or res.nats < s.best_val)
+        if is_best:
+            s.best_val, s.best_step, s.plateau_bad = res.nats, s.step, 0
+        elif self.config.schedule == "plateau":
+            s.plateau_bad += 1
+            if s.plateau_bad >= 2:
+                s.plateau_scale *= 0.5
+                s.plateau_bad = 0
+        s.last_val = res.nats
+        epoch = s.epoch + s.window / self.steps_per_epoch
+        self._emit(Evaluated(s.step, epoch, res, s.train_loss, is_best, final))
+        return res
+
+    def run(self) -> TrainerState:
+        c, s = self.config, self.state
+        model, opt = self.model, self.optimizer
+        params = [p for p in model.parameters() if p.requires_grad]
+        self._emit(
+            Started(
+                s.step,
+                self.steps_per_epoch,
+                self.data.size(0),
+                c.seq_len,
+                model.num_parameters(),
+                self.resumed,
+            )
+        )
+        model.train()
+        t_start = time.perf_counter()
+        last_eval_step = s.step if self.resumed else -1
+        nonfinite = 0
+        recent: list[float] = []
+        tok_t0, tok_n = time.perf_counter(), 0
+        reason: str | None = None
+        hidden = s.hidden
+        while True:
+            now = time.perf_counter()
+            session = now - t_start
+            reason = self._limit_reached(session)
+            if reason:
+                break
+            if s.window >= self.steps_per_epoch:
+                s.epoch, s.window, hidden = s.epoch + 1, 0, None
+            progress = self.progress(session)
+            lr = self.lr_at(progress)
+            for g in opt.param_groups:
+                g["lr"] = lr
+
+            x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            logits, new_hidden = model(x, hidden)  # (B, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, c.clip if c.clip > 0 else float("inf"))
+            loss_value = loss.item()
+            if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
+                nonfinite += 1
+                self._emit(Skipped(s.step, f"non-finite loss or gradient (loss {loss_value})"))
+                hidden = None
+                s.window += 1
+                if nonfinite >= MAX_NONFINITE:
+                    s.hidden = None
+                    raise TrainingError(
+                        f"training diverged: {nonfinite} steps in a row had a non-finite loss or "
+                        "gradient; try a lower --lr or --clip"
+                    )
+                continue
+            nonfinite = 0
+            opt.step()
+            hidden = detach_hidden(new_hidden)
+            s.step += 1
+            s.window += 1
+            s.tokens += y.numel()
+            tok_n += y.numel()
+            s.progress = progress
+            recent.append(loss_value)
+            if len(recent) > 50:
+                recent.pop(0)
+            s.train_loss = sum(recent) / len(recent)
+            now = time.perf_counter()
+            s.elapsed += now - t_start - session
+            if now - tok_t0 > 2.0:
+                tok_t0, tok_n = now - (now - tok_t0) / 2, tok_n // 2
+            rate = tok_n / max(now - tok_t0, 1e-9)
+            self._emit(
+                Stepped(
+                    s.step,
+                    s.epoch + s.window / self.steps_per_epoch,
+                    s.train_loss,
+                    lr,
+                    rate,
+                    now - t_start,
+                    self.progress(now - t_start),
+                )
+            )
+            if c.eval_every and s.step % c.eval_every == 0:
+                s.hidden = hidden
+                self.validate()
+                last_eval_step = s.step
+        s.hidden = hidden
+        if reason != "stopped" and last_eval_step != s.step:
+            self.validate(final=True)
+        self._emit(Finished(s.step, reason, s))
+        return s
+
+
+# ------------------------------------------------------------------------ state to plain data
+
+
+def optimizer_to_plain(
+    opt: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state as (tensors for safetensors, JSON-able rest). No pickle."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_plain(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, idx, k = key.split(".", 2)
+        state.setdefault(int(idx), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def trainer_state_to_plain(
+    state: TrainerState,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Trainer state and RNG states as (tensors, JSON-able dict)."""
+    tensors: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = st
+    if state.hidden is not None:
+        for i, t in enumerate(hidden_tensors(state.hidden)):
+            tensors[f"hidden.{i}"] = t
+    return tensors, state.to_dict()
+
+
+def trainer_state_from_plain(
+    cell: str, tensors: dict[str, torch.Tensor], d: dict[str, Any], device: torch.device
+) -> TrainerState:
+    """Inverse of :func:`trainer_state_to_plain`; also restores the RNG states."""
+    fields = {k: v for k, v in d.items() if k in TrainerState.__dataclass_fields__}
+    state = TrainerState(**fields)
+    hid = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
+    state.hidden = hidden_from_tensors(cell, hid) if hid else None
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return state

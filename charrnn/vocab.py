@@ -1,0 +1,94 @@
+"""Character vocabulary with a reserved ``<UNK>`` id. Standard library only.
+
+Id 0 is always ``<UNK>``; the characters of the training text follow in code-point order, so the
+same text always gives the same vocabulary. Characters that were never seen (or were seen fewer
+than ``min_count`` times) encode to ``<UNK>``; ``<UNK>`` decodes to U+FFFD.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+UNK = "<UNK>"
+UNK_ID = 0
+REPLACEMENT_CHAR = "\ufffd"
+
+
+class Vocab:
+    """Maps characters to ids and back."""
+
+    def __init__(self, chars: Sequence[str], counts: Sequence[int] | None = None) -> None:
+        for ch in chars:
+            if len(ch) != 1:
+                raise ValueError(f"vocabulary entries must be single characters, got {ch!r}")
+            if 0xD800 <= ord(ch) <= 0xDFFF:
+                raise ValueError(f"vocabulary cannot hold a lone surrogate ({ord(ch):#x})")
+        if len(set(chars)) != len(chars):
+            raise ValueError("vocabulary characters must be distinct")
+        self.chars: list[str] = list(chars)
+        self.itos: list[str] = [UNK, *self.chars]
+        self.stoi: dict[str, int] = {ch: i + 1 for i, ch in enumerate(self.chars)}
+        # counts[i] is how often id i occurred in the training text (UNK included).
+        self.counts: list[int] = list(counts) if counts is not None else [0] * len(self.itos)
+        if len(self.counts) != len(self.itos):
+            raise ValueError("counts must have one entry per id, <UNK> included")
+
+    @classmethod
+    def build(cls, text: str | Iterable[str], min_count: int = 1) -> Vocab:
+        """Vocabulary of ``text`` (a string or an iterable of string chunks).
+
+        Characters seen fewer than ``min_count`` times are left out and so fold into ``<UNK>``.
+        """
+        counter: Counter[str] = Counter()
+        if isinstance(text, str):
+            counter.update(text)
+        else:
+            for chunk in text:
+                counter.update(chunk)
+        kept = sorted(ch for ch, n in counter.items() if n >= min_count)
+        unk_count = sum(n for ch, n in counter.items() if n < min_count)
+        return cls(kept, [unk_count, *(counter[ch] for ch in kept)])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, ch: object) -> bool:
+        return ch in self.stoi
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``; unknown characters become ``UNK_ID``."""
+        get = self.stoi.get
+        return [get(ch, UNK_ID) for ch in text]
+
+    def count_unknown(self, text: str) -> int:
+        """How many characters of ``text`` would encode to ``<UNK>``."""
+        stoi = self.stoi
+        return sum(1 for ch in text if ch not in stoi)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; ``<UNK>`` becomes U+FFFD."""
+        itos = self.itos
+        return "".join(REPLACEMENT_CHAR if i == UNK_ID else itos[i] for i in ids)
+
+    def unigram_entropy_bits(self) -> float:
+        """Entropy of the training text's character distribution, in bits/char."""
+        total = sum(self.counts)
+        if total == 0:
+            return 0.0
+        return -sum(n / total * math.log2(n / total) for n in self.counts if n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "char", "unk": UNK, "chars": self.chars, "counts": self.counts}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Vocab:
+        if d.get("type", "char") != "char":
+            raise ValueError(f"unknown vocabulary type {d.get('type')!r}")
+        chars = d["chars"]
+        if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
+            raise ValueError("'chars' must be a list of strings")
+        counts = d.get("counts")
+        return cls(chars, counts)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSES = ROOT / "corpora" / "verses.txt"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def verses_text() -> str:
+    return VERSES.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def small_text(verses_text: str) -> str:
+    """About 40k characters of the project's own generated verse."""
+    return verses_text[:40_000]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
+    """A tiny GRU trained for a few hundred steps through the library (shared by tests)."""
+    from charrnn.runs import TrainRequest, start_run
+
+    d = tmp_path_factory.mktemp("run")
+    corpus = d / "small.txt"
+    corpus.write_text(small_text, encoding="utf-8")
+    req = TrainRequest(
+        corpus=(str(corpus),),
+        cell="gru",
+        hidden=64,
+        layers=1,
+        embed_dim=16,
+        batch_size=16,
+        seq_len=32,
+        max_steps=150,
+        eval_every=75,
+        out=str(d / "run"),
+    )
+    run = start_run(req, torch.device("cpu"))
+    run.train()
+    return d / "run"

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn import checkpoint as ck
+from charrnn.errors import CheckpointError
+
+
+def _logits(model: torch.nn.Module, vocab_size: int) -> torch.Tensor:
+    idx = torch.arange(vocab_size).remainder(vocab_size).view(1, -1)
+    with torch.no_grad():
+        return model(idx)[0]
+
+
+def test_save_load_gives_identical_logits(trained_run: Path) -> None:
+    loaded = ck.load_model(trained_run)
+    assert loaded.path.parent == trained_run
+    again = ck.load_model(loaded.path)  # a checkpoint folder works too
+    v = len(loaded.vocab)
+    assert torch.equal(_logits(loaded.model, v), _logits(again.model, v))
+    files = {p.name for p in loaded.path.iterdir()}
+    assert {ck.CONFIG, ck.VOCAB, ck.MODEL, ck.OPTIMIZER, ck.TRAINER_STATE} <= files
+    config = json.loads((loaded.path / ck.CONFIG).read_text())
+    assert config["format_version"] == ck.FORMAT_VERSION
+    assert config["model"]["vocab_size"] == v
+
+
+def test_best_and_latest_pointers(trained_run: Path) -> None:
+    best = ck.read_pointer(trained_run, ck.BEST)
+    latest = ck.read_pointer(trained_run, ck.LATEST)
+    assert best is not None and latest is not None
+    assert latest == "step-00000150"
+    # Only the checkpoints that a pointer names are kept.
+    assert {p.name for p in ck.checkpoint_folders(trained_run)} == {best, latest}
+
+
+def _copy_run(trained_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    return run, ck.resolve_checkpoint(run)
+
+
+def test_half_written_checkpoint_is_ignored(trained_run: Path, tmp_path: Path) -> None:
+    run, best = _copy_run(trained_run, tmp_path)
+    # A save killed half way: a temporary folder with a truncated weights file.
+    tmp = run / ".tmp-step-00009999-123"
+    shutil.copytree(best, tmp)
+    (tmp / ck.MODEL).write_bytes(b"\x00" * 10)
+    assert ck.newest_checkpoint(run) == run / ck.read_pointer(run, ck.LATEST)  # type: ignore[operator]
+    ck.clean_temporary(run)
+    assert not tmp.exists()
+
+
+def test_pointer_to_missing_folder_falls_back(trained_run: Path, tmp_path: Path) -> None:
+    run, _ = _copy_run(trained_run, tmp_path)
+    (run / ck.LATEST).write_text("step-00777777\n")
+    (run / ck.BEST).write_text("garbage")
+    newest = ck.checkpoint_folders(run)[-1]
+    assert ck.newest_checkpoint(run) == newest
+    assert ck.resolve_checkpoint(run) == newest
+
+
+class _Payload:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(_Payload.marker),))
+
+    marker = ""
+
+
+def test_pickle_payload_is_never_executed(trained_run: Path, tmp_path: Path) -> None:
+    run, best = _copy_run(trained_run, tmp_path)
+    marker = tmp_path / "pwned"
+    _Payload.marker = str(marker)
+    (best / ck.MODEL).write_bytes(pickle.dumps(_Payload()))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a safetensors file"):
+        ck.load_model(run)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b"", "truncated"),
+        (lambda b: b[:5], "truncated"),
+        (lambda b: b[:40], "not a safetensors file"),
+        (lambda b: b[: len(b) - 100], "points past the end"),
+        (lambda b: struct.pack("<Q", 10**12) + b[8:], "exceeds file size"),
+    ],
+)
+def test_broken_weights_files(trained_run: Path, tmp_path: Path, mutate, message) -> None:  # type: ignore[no-untyped-def]
+    run, best = _copy_run(trained_run, tmp_path)
+    p = best / ck.MODEL
+    p.write_bytes(mutate(p.read_bytes()))
+    with pytest.raises(CheckpointError, match=message) as e:
+        ck.load_model(run)
+    assert str(p) in str(e.value)
+
+
+def _rewrite_weights(best: Path, change) -> None:  # type: ignore[no-untyped-def]
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(best / ck.MODEL))
+    change(tensors)
+    save_file(tensors, str(best / ck.MODEL))
+
+
+def test_wrong_shape_dtype_name_and_nan(trained_run: Path, tmp_path: Path) -> None:
+    cases = [
+        (lambda t: t.__setitem__("head.bias", torch.zeros(3)), "has shape"),
+        (lambda t: t.__setitem__("head.bias", t["head.bias"].double()), "has dtype F64"),
+        (lambda t: t.__setitem__("extra", torch.zeros(1)), "unexpected tensor 'extra'"),
+        (lambda t: t.pop("head.bias"), "missing tensor 'head.bias'"),
+        (lambda t: t["head.bias"].__setitem__(0, float("nan")), "NaN or Inf"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        run, best = _copy_run(trained_run, tmp_path / str(i))
+        _rewrite_weights(best, change)
+        with pytest.raises(CheckpointError, match=message):
+            ck.load_model(run)
+
+
+def test_config_problems(trained_run: Path, tmp_path: Path) -> None:
+    run, best = _copy_run(trained_run, tmp_path / "a")
+    cfg = json.loads((best / ck.CONFIG).read_text())
+    cfg["format_version"] = 99
+    (best / ck.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="unsupported format_version 99"):
+        ck.load_model(run)
+
+    run, best = _copy_run(trained_run, tmp_path / "b")
+    vocab = json.loads((best / ck.VOCAB).read_text())
+    vocab["chars"] = vocab["chars"][:-1]
+    vocab["counts"] = vocab["counts"][:-1]
+    (best / ck.VOCAB).write_text(json.dumps(vocab))
+    with pytest.raises(CheckpointError, match=r"vocab\.json: holds .* but config\.json says"):
+        ck.load_model(run)
+
+    run, best = _copy_run(trained_run, tmp_path / "c")
+    (best / ck.VOCAB).unlink()
+    with pytest.raises(CheckpointError, match=r"vocab\.json: missing"):
+        ck.load_model(run)
+
+    run, best = _copy_run(trained_run, tmp_path / "d")
+    (best / ck.CONFIG).write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json: invalid JSON"):
+        ck.load_model(best)
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ck.resolve_checkpoint(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="not a charrnn run or checkpoint"):
+        ck.resolve_checkpoint(tmp_path)
+
+
+def test_no_pickle_on_the_library_path() -> None:
+    """The rule: nothing in charrnn/ may call torch.load or pickle (checkpoints are plain files)."""
+    src = Path(ck.__file__).parent
+    for f in src.rglob("*.py"):
+        text = f.read_text()
+        assert "torch.load(" not in text, f
+        assert "import pickle" not in text and "pickle.load" not in text, f

@@ -1,0 +1,209 @@
+"""The command line: exit codes, error text, streams; and end to end through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.cli import app
+
+runner = CliRunner()
+BIN = Path(sys.executable).parent / "charrnn"
+CHARRNN = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "charrnn"]
+
+
+def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, args, input=input, env=env)
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity"])
+def test_every_command_has_help_with_examples(command: str) -> None:
+    r = invoke([command, "--help"])
+    assert r.exit_code == 0
+    assert "Examples" in r.output and f"charrnn {command}" in r.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample", "--temp", "-1"],
+        ["sample", "--top-p", "1.5"],
+        ["sample", "--top-p", "0"],
+        ["sample", "--top-k", "abc"],
+        ["sample", "--length", "-3"],
+        ["train", "x.txt", "--seq-len", "0"],
+        ["train", "x.txt", "--max-time", "soon"],
+        ["train", "x.txt", "--cell", "transformer"],
+        ["train"],
+        ["eval-perplexity"],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+    r = invoke(args, env={"CHARRNN_CHECKPOINTS": str(tmp_path)})
+    assert r.exit_code == 2, r.output
+
+
+def test_missing_corpus_is_one_line_exit_1(tmp_path: Path) -> None:
+    r = invoke(["train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert r.output.strip() == f"charrnn: error: {tmp_path / 'nope.txt'}: no such file"
+    assert not (tmp_path / "r").exists()
+
+
+def test_empty_and_tiny_corpora(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    r = invoke(["train", str(empty), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "empty file" in r.output
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc")
+    r = invoke(["train", str(tiny), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "validation split" in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_invalid_utf8_corpus(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"abc\xc3(def" * 3)
+    r = invoke(["train", str(bad), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert f"{bad}: not valid utf-8 at byte 3" in r.output and "Traceback" not in r.output
+
+
+def test_sample_without_any_run(tmp_path: Path) -> None:
+    r = invoke(["sample"], env={"CHARRNN_CHECKPOINTS": str(tmp_path)})
+    assert r.exit_code == 1 and "no trained runs found" in r.output
+
+
+def test_out_folder_is_never_overwritten(tmp_path: Path, trained_run: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\n" * 50)
+    r = invoke(["train", str(corpus), "--out", str(trained_run), "--max-steps", "1"])
+    assert r.exit_code == 1 and "already exists and is not empty" in r.output
+
+
+def test_sample_and_eval_in_process(trained_run: Path, tmp_path: Path) -> None:
+    env = {"CHARRNN_CHECKPOINTS": str(trained_run.parent)}
+    r = invoke(["sample", "--length", "80", "--seed", "3", "--prime", "THE"], env=env)
+    assert r.exit_code == 0
+    assert r.stdout.startswith("THE") and len(r.stdout) == 3 + 80 + 1
+    r2 = invoke(
+        ["sample", "-c", str(trained_run), "--length", "80", "--seed", "3", "--prime", "THE"]
+    )
+    assert r2.stdout == r.stdout
+    r = invoke(
+        [
+            "sample",
+            "-c",
+            str(trained_run),
+            "--num-samples",
+            "3",
+            "--length",
+            "40",
+            "--seed",
+            "1",
+            "--prime",
+            "A",
+        ]
+    )
+    assert r.exit_code == 0 and r.stdout.count("\n\n") == 2
+    r = invoke(
+        ["eval-perplexity", "-", "--json", "-c", str(trained_run)],
+        input="THE WOLF OF THE NORTH\n\nA 漢 line.\n",
+    )
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["files"][0]
+    assert row["file"] == "<stdin>" and row["chars"] == 33 and row["unknown"] == 1
+    assert math.isclose(row["bits_per_char"], row["nats_per_char"] / math.log(2))
+    assert math.isclose(row["perplexity"], math.exp(row["nats_per_char"]))
+
+
+# ----------------------------------------------------------------------- end to end
+
+
+def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
+    env.pop("CHARRNN_CHECKPOINTS", None)
+    return subprocess.run(
+        CHARRNN + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text(small_text, encoding="utf-8")
+    r = run_cli(
+        [
+            "train",
+            "poems.txt",
+            "--hidden",
+            "96",
+            "--layers",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.01",
+            "--max-time",
+            "12s",
+            "--eval-every",
+            "60",
+        ],
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # data only on stdout; training writes none
+    assert "\x1b[" not in r.stderr  # not a terminal: no escapes, no redraws
+    assert "best val loss" in r.stderr and "checkpoints/poems-gru" in r.stderr
+    run = tmp_path / "checkpoints" / "poems-gru"
+    best = run / (run / "best").read_text().strip()
+    metrics = json.loads((best / "config.json").read_text())["metrics"]
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.from_dict(json.loads((best / "vocab.json").read_text()))
+    assert metrics["val_bits_per_char"] < vocab.unigram_entropy_bits() - 1.0
+
+    # Sampling finds the newest run under ./checkpoints by itself; stdout is UTF-8 text.
+    r = run_cli(["sample", "--length", "200", "--seed", "1"], tmp_path)
+    assert r.returncode == 0 and r.stderr == ""
+    text = r.stdout
+    assert len(text) == 201 and text.endswith("\n")
+    assert set(text[:-1]) <= set(vocab.chars)
+    assert "\n" in text[:-1] and " " in text
+
+    held_out = tmp_path / "held.txt"
+    held_out.write_text(small_text[-3000:] + "naïve 🙂\n", encoding="utf-8")
+    r = run_cli(["eval-perplexity", "held.txt"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.strip().splitlines()
+    assert header.split() == ["file", "chars", "unknown", "nats/char", "bits/char", "perplexity"]
+    cells = row.split()
+    assert cells[0] == "held.txt" and cells[1] == str(3000 + 8) and cells[2] == "2"
+    assert "2 character(s) the model never saw" in r.stderr
+
+
+def test_sample_into_closed_pipe_is_quiet(trained_run: Path) -> None:
+    cmd = " ".join(CHARRNN) + f" sample -c {trained_run} --length 1000000 | head -c 10"
+    r = subprocess.run(
+        ["bash", "-c", cmd + '; echo "status=${PIPESTATUS[0]}" >&2'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(r.stdout) == 10
+    assert r.stderr.strip() == "status=0", r.stderr

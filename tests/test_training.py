@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn import checkpoint as ck
+from charrnn.errors import TrainingError
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.runs import TrainRequest, resume_run, start_run
+from charrnn.training import Evaluated, Skipped, Stepped, TrainConfig, Trainer
+
+CPU = torch.device("cpu")
+
+
+def _request(corpus: Path, out: Path, **kw) -> TrainRequest:  # type: ignore[no-untyped-def]
+    base = dict(
+        corpus=(str(corpus),),
+        cell="lstm",
+        hidden=32,
+        layers=2,
+        embed_dim=8,
+        dropout=0.2,  # exercises the RNG, which resume must restore
+        batch_size=8,
+        seq_len=16,
+        max_steps=24,
+        eval_every=5,
+        warmup=4,
+        out=str(out),
+    )
+    base.update(kw)
+    return TrainRequest(**base)
+
+
+def test_loss_falls_and_events_arrive(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text)
+    events: list[object] = []
+    req = _request(
+        corpus,
+        tmp_path / "r",
+        cell="gru",
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=16,
+        seq_len=32,
+        max_steps=120,
+        eval_every=60,
+    )
+    run = start_run(req, CPU)
+    state = run.train(callbacks=[events.append])
+    evals = [e for e in events if isinstance(e, Evaluated)]
+    steps = [e for e in events if isinstance(e, Stepped)]
+    assert state.step == 120 and len(steps) == 120 and [e.step for e in evals] == [60, 120]
+    assert steps[-1].lr < steps[10].lr  # cosine decay
+    unigram_nats = run.vocab.unigram_entropy_bits() * 0.6931
+    assert evals[-1].val.nats < evals[0].val.nats < unigram_nats - 0.3
+    assert state.best_val == min(e.val.nats for e in evals)
+    assert ck.read_pointer(tmp_path / "r", ck.LATEST) == "step-00000120"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("where", ["mid-epoch", "epoch-boundary"])
+def test_resume_is_exact(tmp_path: Path, small_text: str, cell: str, where: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    req = _request(corpus, tmp_path / "full", cell=cell)
+    full = start_run(req, CPU)
+    spe = full.train_config and None
+    full.train()
+    trainer = full.trainer
+    assert trainer is not None
+    spe = trainer.steps_per_epoch
+    total = 2 * spe if where == "epoch-boundary" else 24
+    stop_at = spe if where == "epoch-boundary" else 7
+    assert stop_at % 5 != 0 or where == "epoch-boundary"
+
+    # Uninterrupted reference of `total` steps.
+    ref = start_run(_request(corpus, tmp_path / "ref", cell=cell, max_steps=total), CPU)
+    ref.train()
+
+    # Interrupted at `stop_at` (the path Ctrl-C takes), then resumed in a fresh Run.
+    part = start_run(_request(corpus, tmp_path / "part", cell=cell, max_steps=total), CPU)
+    part.train(should_stop=lambda: part.trainer is not None and part.trainer.state.step >= stop_at)
+    assert ck.read_pointer(tmp_path / "part", ck.LATEST) == ck.checkpoint_name(stop_at)
+    torch.manual_seed(12345)  # resume must not depend on the process's RNG
+    resumed = resume_run(TrainRequest(resume=str(tmp_path / "part")), CPU)
+    assert resumed.state is not None and resumed.state.step == stop_at
+    resumed.train()
+
+    for (name, a), (_, b) in zip(
+        ref.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    sa, sb = ref.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    for k in sa:
+        for key in sa[k]:
+            assert torch.equal(torch.as_tensor(sa[k][key]), torch.as_tensor(sb[k][key]))
+
+
+def test_resume_refuses_changed_corpus_and_fixed_options(tmp_path: Path, small_text: str) -> None:
+    from charrnn.errors import CharRNNError, CorpusError
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:5000])
+    start_run(_request(corpus, tmp_path / "r", max_steps=6), CPU).train()
+    with pytest.raises(CharRNNError, match="--hidden cannot be changed"):
+        resume_run(TrainRequest(resume=str(tmp_path / "r"), hidden=64), CPU)
+    corpus.write_text(small_text[:5000] + "more")
+    with pytest.raises(CorpusError, match="corpus changed"):
+        resume_run(TrainRequest(resume=str(tmp_path / "r")), CPU)
+
+
+def test_nonfinite_steps_are_skipped_then_training_stops(tmp_path: Path) -> None:
+    model = CharRNN(ModelConfig(vocab_size=5, hidden=8, embed_dim=4))
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    events: list[object] = []
+    trainer = Trainer(
+        model,
+        torch.randint(0, 5, (400,)),
+        None,
+        TrainConfig(batch_size=2, seq_len=8, max_steps=50),
+        callbacks=[events.append],
+    )
+    with pytest.raises(TrainingError, match="diverged"):
+        trainer.run()
+    assert sum(isinstance(e, Skipped) for e in events) == 5
+    assert trainer.state.step == 0
