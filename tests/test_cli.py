@@ -147,25 +147,8 @@ def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess[str
 def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "poems.txt"
     corpus.write_text(small_text, encoding="utf-8")
-    r = run_cli(
-        [
-            "train",
-            "poems.txt",
-            "--hidden",
-            "96",
-            "--layers",
-            "1",
-            "--batch-size",
-            "16",
-            "--lr",
-            "0.01",
-            "--max-time",
-            "12s",
-            "--eval-every",
-            "60",
-        ],
-        tmp_path,
-    )
+    args = "train poems.txt --hidden 96 --layers 1 --batch-size 16 --lr 0.01 --max-steps 200"
+    r = run_cli([*args.split(), "--eval-every", "100"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # data only on stdout; training writes none
     assert "\x1b[" not in r.stderr  # not a terminal: no escapes, no redraws
@@ -195,6 +178,14 @@ def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     cells = row.split()
     assert cells[0] == "held.txt" and cells[1] == str(3000 + 8) and cells[2] == "2"
     assert "2 character(s) the model never saw" in r.stderr
+
+
+def test_time_budget_stops_the_run(tmp_path: Path, small_text: str) -> None:
+    (tmp_path / "c.txt").write_text(small_text[:20000])
+    r = run_cli(["train", "c.txt", "--hidden", "32", "--layers", "1", "--max-time", "3s"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "done (max time)" in r.stderr
+    assert (tmp_path / "checkpoints" / "c-gru" / "latest").is_file()
 
 
 def test_sample_into_closed_pipe_is_quiet(trained_run: Path) -> None:
