@@ -31,7 +31,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
@@ -454,3 +454,18 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     model.to(device)
     model.eval()
     return LoadedModel(ckpt, model, vocab, config)
+
+
+def copy_stream_atomic(src: BinaryIO, path: Path) -> None:
+    """Copy a byte stream (e.g. standard input) into a file, atomically and in bounded memory."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            shutil.copyfileobj(src, f, 1 << 20)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None

@@ -15,18 +15,33 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 
 from __future__ import annotations
 
-import hashlib
+import shutil
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__
 from . import checkpoint as ck
-from .data import STDIN, control_characters, fit_batch, read_text, split_text, to_tensor
+from .data import (
+    STDIN,
+    control_count,
+    count_chars,
+    encode_to_files,
+    fingerprint,
+    fit_batch,
+    iter_corpus,
+    open_tokens,
+    read_text,
+    split_chunks,
+    text_stats,
+    token_dtype,
+)
 from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
 from .model import CELLS, CharRNN, ModelConfig
 from .training import (
@@ -46,6 +61,8 @@ from .vocab import Vocab
 
 DEFAULT_MAX_TIME = 120.0
 STDIN_COPY = "corpus-stdin.txt"
+TOKENS_TRAIN = "tokens-train.bin"
+TOKENS_VAL = "tokens-val.bin"
 
 
 @dataclass(frozen=True)
@@ -82,102 +99,145 @@ class TrainRequest:
 
 
 @dataclass
-class Notice:
-    """Something the user should hear about (the CLI prints it on stderr)."""
-
-    text: str
-
-
-@dataclass
 class Corpus:
     train_text_chars: int
     vocab: Vocab
-    train_ids: torch.Tensor
+    train_ids: torch.Tensor  # 1-D, memory-mapped from the run's token cache
     val_ids: torch.Tensor | None
     info: dict[str, Any]  # stored in config.json under "data"
     notices: list[str] = field(default_factory=list)
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _display(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
 
 
-def _join(texts: Sequence[str]) -> str:
-    """Concatenate files, making sure each starts on a new line."""
-    parts = []
-    for i, t in enumerate(texts):
-        parts.append(t)
-        if i < len(texts) - 1 and t and not t.endswith("\n"):
-            parts.append("\n")
-    return "".join(parts)
-
-
-def _read_sources(paths: Sequence[str], encoding: str, errors: str) -> list[str]:
-    texts = []
-    for p in paths:
-        text = read_text(p, encoding, errors)
-        if not text:
-            raise CorpusError(f"{'<stdin>' if p == STDIN else p}: empty file, nothing to train on")
-        texts.append(text)
-    return texts
-
-
-def load_corpus(req: TrainRequest, vocab: Vocab | None = None) -> tuple[Corpus, str]:
-    """Read, split and encode the corpus; returns it and the full text (for a stdin copy)."""
+def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None) -> Corpus:
+    """Read the corpus in streaming passes, build the vocabulary (unless given) and encode it
+    into the run's token cache, which training memory-maps. Memory stays bounded however
+    large the corpus is."""
     if not req.corpus:
         raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
-    if req.corpus.count(STDIN) > 1:
-        raise CorpusError("standard input (-) can be named only once")
-    texts = _read_sources(req.corpus, req.encoding, req.errors)
-    text = _join(texts)
-    notices = []
-    bad = control_characters(text)
-    if bad:
-        notices.append(f"corpus holds {bad} NUL or other control characters; they are kept as is")
+    sources = list(req.corpus)
+
+    def chunks() -> Iterator[str]:
+        return iter_corpus(sources, req.encoding, req.errors)
+
+    stats = text_stats(chunks())
+    name = _display(sources[0])
+    val_sha = None
     if req.val is not None:
-        train_text = text
-        val_text = _read_sources([req.val], req.encoding, req.errors)[0]
-        val_name = req.val
+        val_file = req.val
+
+        def val_chunks() -> Iterator[str]:
+            return iter_corpus([val_file], req.encoding, req.errors)
+
+        val_stats = text_stats(val_chunks())
+        val_sha = val_stats.sha256
+        cut, val_chars = stats.chars, val_stats.chars
+        val_desc = req.val
+
+        def parts() -> Iterator[tuple[str, str]]:
+            yield from ((c, "") for c in chunks())
+            yield from (("", c) for c in val_chunks())
+
     else:
-        train_text, val_text = split_text(text, req.val_fraction)
-        val_name = f"last {req.val_fraction:g} of the corpus"
-    if len(train_text) < 2:
+        cut = int(stats.chars * (1.0 - req.val_fraction))
+        val_chars = stats.chars - cut
+        val_desc = f"the last {req.val_fraction:g} of the corpus"
+
+        def parts() -> Iterator[tuple[str, str]]:
+            return split_chunks(chunks(), cut)
+
+    if cut < 2:
+        raise CorpusError(f"{name}: only {cut} training characters; at least 2 are needed")
+    if (req.val is not None or req.val_fraction > 0) and val_chars < 2:
         raise CorpusError(
-            f"{req.corpus[0]}: only {len(text)} characters; at least 2 training characters needed"
-        )
-    if (req.val is not None or req.val_fraction > 0) and len(val_text) < 2:
-        raise CorpusError(
-            f"{req.corpus[0]}: the validation split ({val_name}) has {len(val_text)} characters; "
+            f"{name}: the validation split ({val_desc}) has {val_chars} characters; "
             "give more text, --val FILE, or --val-fraction 0"
         )
+    notices = []
     if vocab is None:
-        vocab = Vocab.build(train_text, min_count=req.min_char_count)
+        counts = count_chars(a for a, _ in parts() if a)
+        vocab = Vocab.from_counts(counts, min_count=req.min_char_count)
+        bad = control_count(counts)
+        if bad:
+            notices.append(f"corpus holds {bad} NUL or other control characters; kept as they are")
     if len(vocab) < 2:
         raise CorpusError(
-            f"{req.corpus[0]}: no character occurs --min-char-count {req.min_char_count} times"
+            f"{name}: no character occurs --min-char-count {req.min_char_count} times"
         )
-    train_ids = to_tensor(vocab.encode(train_text))
-    val_ids = to_tensor(vocab.encode(val_text)) if len(val_text) >= 2 else None
-    unknown = vocab.count_unknown(val_text) if val_text else 0
+    dtype = token_dtype(len(vocab))
+    n_train, n_val, unknown = encode_to_files(
+        parts(), vocab.stoi, dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
+    )
     if unknown:
         notices.append(
             f"validation text has {unknown} characters not in the training vocabulary "
             "(scored as <UNK>)"
         )
     info = {
-        "sources": [STDIN if p == STDIN else str(Path(p).resolve()) for p in req.corpus],
+        "sources": [STDIN if p == STDIN else str(Path(p).resolve()) for p in sources],
         "val": None if req.val is None else str(Path(req.val).resolve()),
         "val_fraction": req.val_fraction,
         "encoding": req.encoding,
         "errors": req.errors,
         "min_char_count": req.min_char_count,
-        "text_sha256": _sha256(text),
-        "val_sha256": _sha256(val_text) if req.val is not None else None,
-        "train_chars": len(train_text),
-        "val_chars": len(val_text),
+        "text_sha256": stats.sha256,
+        "val_sha256": val_sha,
+        "train_chars": n_train,
+        "val_chars": n_val,
         "val_unknown": unknown,
+        "token_dtype": dtype.name,
+        "fingerprints": [fingerprint(p) for p in sources if p != STDIN]
+        + ([fingerprint(req.val)] if req.val is not None else []),
     }
-    return Corpus(len(train_text), vocab, train_ids, val_ids, info, notices), text
+    return _open_corpus(run_dir, vocab, info, notices)
+
+
+def _open_corpus(run_dir: Path, vocab: Vocab, info: dict[str, Any], notices: list[str]) -> Corpus:
+    dtype = np.dtype(info["token_dtype"])
+    train_ids = open_tokens(run_dir / TOKENS_TRAIN, dtype, info["train_chars"])
+    val_ids = open_tokens(run_dir / TOKENS_VAL, dtype, info["val_chars"])
+    return Corpus(
+        info["train_chars"],
+        vocab,
+        train_ids,
+        val_ids if val_ids.numel() >= 2 else None,
+        info,
+        notices,
+    )
+
+
+def _reopen_corpus(run_dir: Path, vocab: Vocab, data: dict[str, Any]) -> Corpus:
+    """The corpus of a run being resumed: its token cache if the sources are unchanged,
+    else the sources encoded again (and checked to hold the same text)."""
+    sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
+    files = [*sources, *([data["val"]] if data.get("val") else [])]
+    missing = [p for p in files if not Path(p).is_file()]
+    try:
+        unchanged = not missing and [fingerprint(p) for p in files] == data.get("fingerprints")
+        if unchanged and "token_dtype" in data:
+            return _open_corpus(run_dir, vocab, data, [])
+    except (OSError, CorpusError, KeyError, TypeError, ValueError):
+        pass
+    if missing:
+        raise CorpusError(f"{missing[0]}: the run's corpus file is gone; resuming needs it")
+    req = TrainRequest(
+        corpus=tuple(sources),
+        val=data.get("val"),
+        val_fraction=data.get("val_fraction", 0.1),
+        encoding=data.get("encoding", "utf-8"),
+        errors=data.get("errors", "strict"),
+        min_char_count=data.get("min_char_count", 1),
+    )
+    corpus = prepare_corpus(req, run_dir, vocab=vocab)
+    if corpus.info["text_sha256"] != data.get("text_sha256"):
+        raise CorpusError(
+            f"{sources[0]}: the corpus changed since this run started; resuming needs the same text"
+        )
+    corpus.info = {**data, "fingerprints": corpus.info["fingerprints"]}
+    return corpus
 
 
 def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
@@ -291,6 +351,11 @@ class Run:
 
     def save(self, state: TrainerState, best: bool) -> Path:
         """Write a complete checkpoint for ``state`` and move the pointers."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise TrainingError(
+                f"step {state.step}: the weights hold NaN or Inf; not saving them "
+                f"(the last good checkpoint in {self.run_dir} is kept)"
+            )
         opt_tensors, opt_meta = optimizer_to_plain(self.optimizer)
         st_tensors, st_json = trainer_state_to_plain(state)
         st_json["optimizer"] = opt_meta
@@ -357,7 +422,7 @@ class Run:
         )
         try:
             state = self.trainer.run()
-        except TrainingError:
+        except BaseException:
             self._discard_if_empty()
             raise
         if self.saved_step != state.step:
@@ -367,20 +432,21 @@ class Run:
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""
         if self.created and not ck.checkpoint_folders(self.run_dir):
-            import shutil
-
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def start_run(req: TrainRequest, device: torch.device) -> Run:
-    """Prepare a new run from a request (reads the corpus, creates the run folder)."""
-    corpus, text = load_corpus(req)
-    notices = list(corpus.notices)
-    mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-    tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel())
-    if notice:
-        notices.append(notice)
-    root = Path(req.root)
+    """Prepare a new run: create its folder, read and encode the corpus, build the model."""
+    if not req.corpus:
+        raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
+    if req.corpus.count(STDIN) > 1:
+        raise CorpusError("standard input (-) can be named only once")
+    cell = req.cell or "gru"
+    if cell not in CELLS:
+        raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
+    for p in req.corpus:
+        if p != STDIN and not Path(p).is_file():
+            read_text(p)  # raises the precise error (missing, a directory, unreadable)
     if req.out:
         run_dir = Path(req.out)
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -391,19 +457,37 @@ def start_run(req: TrainRequest, device: torch.device) -> Run:
     else:
         first = req.corpus[0]
         stem = "stdin" if first == STDIN else Path(first).stem or "corpus"
-        run_dir = _unique_run_dir(root, f"{stem}-{mc.cell}")
-    torch.manual_seed(tc.seed)
-    model = CharRNN(mc).to(device)
-    optimizer = make_optimizer(model, tc)
+        run_dir = _unique_run_dir(Path(req.root), f"{stem}-{cell}")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharRNNError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
-    if STDIN in req.corpus:
-        # Keep standard input so that --resume can read the same text again.
-        ck.write_text_atomic(run_dir / STDIN_COPY, text)
-        corpus.info["sources"] = [STDIN_COPY if p == STDIN else p for p in corpus.info["sources"]]
-    return Run(run_dir, model, corpus, tc, optimizer, None, True, notices)
+    try:
+        if STDIN in req.corpus:
+            # Keep standard input in the run so that --resume can read the same text again.
+            ck.copy_stream_atomic(sys.stdin.buffer, run_dir / STDIN_COPY)
+            paths = tuple(str(run_dir / STDIN_COPY) if p == STDIN else p for p in req.corpus)
+            corpus = prepare_corpus(replace(req, corpus=paths), run_dir)
+            corpus.info["sources"] = [
+                STDIN_COPY if p == STDIN else s
+                for p, s in zip(req.corpus, corpus.info["sources"], strict=True)
+            ]
+        else:
+            corpus = prepare_corpus(req, run_dir)
+        notices = list(corpus.notices)
+        mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
+        tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel())
+        if notice:
+            notices.append(notice)
+        torch.manual_seed(tc.seed)
+        model = CharRNN(mc).to(device)
+        optimizer = make_optimizer(model, tc)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return Run(run_dir, model, corpus, tc, optimizer, None, created, notices)
 
 
 _RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every")
@@ -455,21 +539,7 @@ def resume_run(req: TrainRequest, device: torch.device) -> Run:
         # New limits replace the old ones rather than adding to them.
         changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
     tc = replace(tc, **changes)
-    sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
-    creq = TrainRequest(
-        corpus=tuple(sources),
-        val=data.get("val"),
-        val_fraction=data.get("val_fraction", 0.1),
-        encoding=data.get("encoding", "utf-8"),
-        errors=data.get("errors", "strict"),
-        min_char_count=data.get("min_char_count", 1),
-    )
-    corpus, _ = load_corpus(creq, vocab=loaded.vocab)
-    if corpus.info["text_sha256"] != data.get("text_sha256"):
-        raise CorpusError(
-            f"{sources[0]}: the corpus changed since this run started; resuming needs the same text"
-        )
-    corpus.info = data
+    corpus = _reopen_corpus(run_dir, loaded.vocab, data)
     model = loaded.model
     model.train()
     optimizer = make_optimizer(model, tc)
@@ -481,5 +551,4 @@ def resume_run(req: TrainRequest, device: torch.device) -> Run:
         state = trainer_state_from_plain(model.config.cell, st_tensors, st_json, device)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt}: cannot restore the training state ({e})") from None
-    # Keep the schedule's lr in step with a possibly changed --lr: not allowed, so just reuse.
     return Run(run_dir, model, corpus, tc, optimizer, state, False, list(corpus.notices))

@@ -162,9 +162,8 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.data = batchify(train_ids, config.batch_size)  # (B, L), stays on the CPU
         self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
-        self.val_ids = val_ids
-        if val_ids is not None and val_ids.numel() > config.eval_max_tokens:
-            self.val_ids = val_ids[: config.eval_max_tokens]
+        # Validation ids are copied into memory (capped), training ids stay memory-mapped.
+        self.val_ids = None if val_ids is None else val_ids[: config.eval_max_tokens].long()
         self.callbacks = list(callbacks)
         self.resumed = state is not None
         self.state = state or TrainerState()
@@ -277,8 +276,8 @@ class Trainer:
                 g["lr"] = lr
 
             x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            x = x.to(self.device, torch.long, non_blocking=True)
+            y = y.to(self.device, torch.long, non_blocking=True)
             logits, new_hidden = model(x, hidden)  # (B, T, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
             opt.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 UNK = "<UNK>"
@@ -48,9 +48,14 @@ class Vocab:
         else:
             for chunk in text:
                 counter.update(chunk)
-        kept = sorted(ch for ch, n in counter.items() if n >= min_count)
-        unk_count = sum(n for ch, n in counter.items() if n < min_count)
-        return cls(kept, [unk_count, *(counter[ch] for ch in kept)])
+        return cls.from_counts(counter, min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1) -> Vocab:
+        """Vocabulary from character counts (see :meth:`build`)."""
+        kept = sorted(ch for ch, n in counts.items() if n >= min_count)
+        unk_count = sum(n for ch, n in counts.items() if n < min_count)
+        return cls(kept, [unk_count, *(counts[ch] for ch in kept)])
 
     def __len__(self) -> int:
         return len(self.itos)

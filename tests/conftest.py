@@ -9,7 +9,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 VERSES = ROOT / "corpora" / "verses.txt"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Test models are tiny: one thread is as fast, and immune to the slowdown that spinning OpenMP
+# threads suffer on a loaded machine. Subprocesses inherit the variable.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,13 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
+def live_display() -> bool:
+    """Redraw a live view only on a real terminal, and not under NO_COLOR or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return err.is_terminal
+
+
 def checkpoints_root() -> Path:
     return Path(os.environ.get("CHARRNN_CHECKPOINTS") or "checkpoints")
 
@@ -137,6 +144,7 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             if debug_enabled():
                 traceback.print_exc()
+            err.print("charrnn: interrupted", markup=False)
             raise typer.Exit(130) from None
 
     return cast(F, wrapper)

@@ -15,7 +15,14 @@ from ..device import resolve_device
 from ..evaluation import LN2
 from ..runs import Run, TrainRequest, resume_run, start_run
 from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
-from .common import checkpoints_root, err, format_duration, parse_duration, set_threads
+from .common import (
+    checkpoints_root,
+    err,
+    format_duration,
+    live_display,
+    parse_duration,
+    set_threads,
+)
 
 TRAIN_EPILOG = (
     "Examples:\n\n"
@@ -227,7 +234,7 @@ def train_command(
         root=str(checkpoints_root()),
     )
     run = resume_run(req, dev) if resume else start_run(req, dev)
-    reporter = Reporter(run, live=err.is_terminal and not quiet)
+    reporter = Reporter(run, live=live_display() and not quiet)
     if not quiet:
         reporter.header(str(dev))
 

@@ -1,0 +1,380 @@
+"""Nothing lost, nothing run, nothing confusing: signals, kills, full disks, hostile input."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import pty
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charrnn import checkpoint as ck
+from charrnn.cli import app
+from charrnn.errors import TrainingError
+from charrnn.runs import TrainRequest, start_run
+from charrnn.vocab import Vocab
+
+from .test_cli import CHARRNN, run_cli
+
+runner = CliRunner()
+TINY = ["--hidden", "32", "--layers", "1", "--embed-dim", "8", "--batch-size", "8"]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _wait_for(pred, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def _wait_line(p: subprocess.Popen[str], text: str) -> str:
+    """Read the process's stderr until a line containing ``text``; return what was read."""
+    assert p.stderr is not None
+    seen = []
+    while True:
+        line = p.stderr.readline()
+        if not line:
+            raise AssertionError("process ended before printing " + text + ": " + "".join(seen))
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+
+
+def _start(args: list[str], cwd: Path, **kw) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
+    env = {**os.environ}
+    env.pop("CHARRNN_CHECKPOINTS", None)
+    return subprocess.Popen(
+        CHARRNN + args,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
+
+
+# ------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_checkpoint_then_resume_continues(
+    tmp_path: Path, small_text: str, sig: signal.Signals, code: int
+) -> None:
+    _write(tmp_path / "c.txt", small_text[:20000])
+    run = tmp_path / "run"
+    p = _start(
+        ["train", "c.txt", *TINY, "--max-time", "5m", "--eval-every", "100000", "--out", "run"],
+        tmp_path,
+    )
+    head = _wait_line(p, "run folder:")
+    time.sleep(1.0)
+    p.send_signal(sig)
+    _, rest = p.communicate(timeout=60)
+    errtext = head + rest
+    assert p.returncode == code, errtext
+    assert "Traceback" not in errtext
+    assert f"resume with: charrnn train --resume {Path('run')}" in errtext
+    latest = ck.read_pointer(run, ck.LATEST)
+    assert latest is not None
+    step = int(latest.split("-")[1])
+    assert step > 0
+    ck.load_model(run)
+    r = run_cli(["train", "--resume", "run", "--max-steps", str(step + 3)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ck.read_pointer(run, ck.LATEST) == ck.checkpoint_name(step + 3)
+
+
+def test_second_ctrl_c_aborts_at_once(tmp_path: Path, small_text: str) -> None:
+    _write(tmp_path / "c.txt", small_text[:20000])
+    p = _start(["train", "c.txt", *TINY, "--max-time", "5m", "--out", "run"], tmp_path)
+    _wait_line(p, "run folder:")
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    _, errtext = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert "Traceback" not in errtext
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(
+    tmp_path: Path, small_text: str
+) -> None:
+    _write(tmp_path / "c.txt", small_text[:20000])
+    run = tmp_path / "run"
+    rng = random.Random(0)
+    for i in range(4):
+        args = ["train", "--max-time", "5m", "--eval-every", "1"]
+        args += ["--resume", "run"] if i else ["c.txt", *TINY, "--out", "run"]
+        p = _start(args, tmp_path)
+        before = ck.read_pointer(run, ck.LATEST)
+        _wait_for(lambda b=before: ck.read_pointer(run, ck.LATEST) not in (None, b))
+        time.sleep(rng.uniform(0.0, 0.6))  # a save happens every step: likely mid-save
+        p.kill()
+        p.communicate(timeout=30)
+        loaded = ck.load_model(run)  # best checkpoint: complete and valid
+        newest = ck.newest_checkpoint(run)
+        assert newest is not None and ck.load_model(newest).vocab.itos == loaded.vocab.itos
+    r = run_cli(
+        ["train", "--resume", "run", "--max-steps", "1000000", "--max-time", "1s"], tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in run.iterdir() if p.name.startswith(".tmp-")]
+
+
+# ------------------------------------------------------------------------- disk and NaN
+
+
+def test_disk_full_keeps_the_previous_checkpoint(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = _write(tmp_path / "c.txt", small_text[:20000])
+    real_save = ck.save_file
+    calls = {"n": 0}
+
+    def flaky_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 3:  # the first checkpoint (three tensor files) fits, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "save_file", flaky_save)
+    out = tmp_path / "run"
+    r = runner.invoke(
+        app,
+        ["train", str(corpus), *TINY, "--max-steps", "20", "--eval-every", "5", "--out", str(out)],
+    )
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) >= 1 and lines[-1].startswith("charrnn: error: ")
+    assert "cannot save checkpoint (No space left on device)" in lines[-1]
+    assert ck.read_pointer(out, ck.LATEST) == "step-00000005"
+    ck.load_model(out)
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_weights_with_nan_are_never_saved(tmp_path: Path, small_text: str) -> None:
+    corpus = _write(tmp_path / "c.txt", small_text[:5000])
+    req = TrainRequest(
+        corpus=(str(corpus),),
+        hidden=16,
+        layers=1,
+        max_steps=4,
+        eval_every=2,
+        out=str(tmp_path / "run"),
+    )
+    run = start_run(req, torch.device("cpu"))
+    state = run.train()
+    with torch.no_grad():
+        run.model.head.bias[0] = float("nan")
+    state.step += 1
+    with pytest.raises(TrainingError, match="NaN or Inf"):
+        run.save(state, best=True)
+    assert ck.read_pointer(tmp_path / "run", ck.LATEST) == "step-00000004"
+
+
+# ------------------------------------------------------------------------- no pickle
+
+
+def test_train_sample_eval_never_unpickle(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("pickle-based loading was called")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    corpus = _write(tmp_path / "c.txt", small_text[:8000])
+    out = str(tmp_path / "run")
+    r = runner.invoke(
+        app, ["train", str(corpus), *TINY, "--max-steps", "6", "--eval-every", "3", "--out", out]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", "--resume", out, "--max-steps", "9"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["sample", "-c", out, "--length", "20"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["eval-perplexity", str(corpus), "-c", out])
+    assert r.exit_code == 0, r.output
+
+
+# ------------------------------------------------------------------------- text input
+
+
+def test_non_ascii_trains_samples_and_evaluates(tmp_path: Path) -> None:
+    lines = [
+        "山高水长云自在\uff0c风起花落月无声\u3002",
+        "小桥流水人家远\uff0c古道西风夜色深\u3002",
+        "café naïve e\u0301 🙂🚀",
+        "Ωμέγα λόγος",
+    ]
+    rng = random.Random(1)
+    text = "\n".join(rng.choice(lines) for _ in range(600)) + "\n"
+    _write(tmp_path / "poems.txt", text)
+    r = run_cli(["train", "poems.txt", *TINY, "--max-steps", "150", "--lr", "0.01"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    vocab = json.loads(
+        (ck.resolve_checkpoint(tmp_path / "checkpoints" / "poems-gru") / "vocab.json").read_text()
+    )
+    assert "🙂" in vocab["chars"] and "风" in vocab["chars"] and "\u0301" in vocab["chars"]
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in vocab["chars"])
+    # LC_ALL=C and an ASCII stdio encoding: the output is still UTF-8.
+    r = run_cli(["sample", "--length", "300", "--seed", "2", "--prime", "山"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("山") and any(ord(c) > 0x2000 for c in r.stdout[1:])
+    r = run_cli(["eval-perplexity", "poems.txt", "--json"], tmp_path)
+    row = json.loads(r.stdout)["files"][0]
+    unigram = Vocab.from_dict(vocab).unigram_entropy_bits()
+    assert row["chars"] == len(text) and row["unknown"] == 0
+    assert row["bits_per_char"] < unigram - 1.0
+
+
+def test_stdin_corpus_gives_the_same_run_as_the_file(tmp_path: Path, small_text: str) -> None:
+    _write(tmp_path / "c.txt", small_text[:10000])
+    args = [*TINY, "--max-steps", "8", "--eval-every", "4"]
+    a = run_cli(["train", "c.txt", *args, "--out", "a"], tmp_path)
+    with open(tmp_path / "c.txt", "rb") as f:
+        b = subprocess.run(
+            [*CHARRNN, "train", "-", *args, "--out", "b"],
+            cwd=tmp_path,
+            stdin=f,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert a.returncode == 0 and b.returncode == 0, b.stderr
+    from safetensors.torch import load_file
+
+    wa = load_file(str(ck.resolve_checkpoint(tmp_path / "a") / "model.safetensors"))
+    wb = load_file(str(ck.resolve_checkpoint(tmp_path / "b") / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # The stdin run keeps its text, so it can be resumed with nothing else given.
+    r = run_cli(["train", "--resume", "b", "--max-steps", "10"], tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_control_characters_are_reported_and_small_corpora_shrink(tmp_path: Path) -> None:
+    _write(tmp_path / "c.txt", ("ab\x00cd\x07 " * 60))
+    r = run_cli(["train", "c.txt", *TINY, "--max-steps", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "note: corpus holds 108 NUL or other control characters" in r.stderr
+    assert "note: corpus is small (378 training characters): using 5 streams of 64" in r.stderr
+
+
+def test_large_corpus_trains_in_bounded_memory(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    words = ["lantern", "river", "hollow", "gleam", "north", "ember", "quiet", "stone"]
+    block = "".join(
+        " ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + ".\n" for _ in range(20000)
+    )
+    big = tmp_path / "big.txt"
+    with open(big, "w") as f:
+        while f.tell() < 100_000_000:
+            f.write(block)
+    _write(tmp_path / "tiny.txt", block[:20000])
+
+    def peak_rss_kb(corpus: str) -> int:
+        args = [
+            *CHARRNN,
+            "train",
+            corpus,
+            *TINY,
+            "--max-steps",
+            "3",
+            "--val-fraction",
+            "0.01",
+            "--out",
+            f"run-{corpus}",
+        ]
+        code = (
+            "import resource, subprocess, sys;"
+            f"r = subprocess.run({args!r}, capture_output=True, text=True);"
+            "assert r.returncode == 0, r.stderr;"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
+
+    tiny, large = peak_rss_kb("tiny.txt"), peak_rss_kb("big.txt")
+    # 100 MB of text: reading it whole would cost >100 MB as a str and ~800 MB as ids.
+    assert large < tiny + 80_000, (tiny, large)
+    assert (tmp_path / "run-big.txt" / "tokens-train.bin").stat().st_size > 98_000_000
+
+
+# ------------------------------------------------------------------------- the shell
+
+
+def test_sample_output_is_flushed_as_generated(trained_run: Path) -> None:
+    p = subprocess.Popen(
+        [*CHARRNN, "sample", "-c", str(trained_run), "--length", "1000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert p.stdout is not None
+        first = p.stdout.read(5)
+        assert len(first) == 5 and p.poll() is None
+    finally:
+        p.kill()
+        p.communicate()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    r = run_cli(["train", "missing.txt", "--debug"], tmp_path)
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "charrnn: error: missing.txt: no such file" in r.stderr
+    r = run_cli(["train", "missing.txt"], tmp_path)
+    assert r.returncode == 1 and r.stderr == "charrnn: error: missing.txt: no such file\n"
+
+
+def _on_a_terminal(args: list[str], cwd: Path, env_extra: dict[str, str]) -> tuple[int, bytes]:
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", **env_extra}
+    env.pop("NO_COLOR", None) if "NO_COLOR" not in env_extra else None
+    p = subprocess.Popen(
+        CHARRNN + args, cwd=cwd, stdin=follower, stdout=subprocess.PIPE, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(timeout=300)
+    os.close(leader)
+    return p.returncode, b"".join(chunks)
+
+
+def test_no_color_means_no_escapes_even_on_a_terminal(tmp_path: Path, small_text: str) -> None:
+    _write(tmp_path / "c.txt", small_text[:20000])
+    args = ["train", "c.txt", *TINY, "--max-steps", "60", "--eval-every", "30"]
+    code, live = _on_a_terminal([*args, "--out", "a"], tmp_path, {})
+    assert code == 0 and b"\x1b[" in live  # a live view on a terminal...
+    code, plain = _on_a_terminal([*args, "--out", "b"], tmp_path, {"NO_COLOR": "1"})
+    assert code == 0 and b"\x1b[" not in plain and b"\r" not in plain.replace(b"\r\n", b"")
+    assert b"best val loss" in plain
