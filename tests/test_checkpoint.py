@@ -167,3 +167,17 @@ def test_no_pickle_on_the_library_path() -> None:
         text = f.read_text()
         assert "torch.load(" not in text, f
         assert "import pickle" not in text and "pickle.load" not in text, f
+
+
+def test_cli_reports_a_broken_checkpoint_in_one_line(trained_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    run, best = _copy_run(trained_run, tmp_path)
+    (best / ck.MODEL).write_bytes((best / ck.MODEL).read_bytes()[:200])
+    for args in (["sample", "-c", str(run)], ["eval-perplexity", "-", "-c", str(run)]):
+        r = CliRunner().invoke(app, args, input="some text\n")
+        assert r.exit_code == 1
+        assert r.output.count("\n") == 1 and r.output.startswith("charrnn: error: ")
+        assert str(best / ck.MODEL) in r.output and "Traceback" not in r.output
