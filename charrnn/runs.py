@@ -15,6 +15,7 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -42,6 +43,7 @@ from .data import (
     text_stats,
     token_dtype,
 )
+from .distributed import SINGLE, Dist, barrier, broadcast_text
 from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
 from .model import CELLS, CharRNN, ModelConfig
 from .training import (
@@ -93,6 +95,7 @@ class TrainRequest:
     max_time: float | None = None
     eval_every: int | None = None
     seed: int | None = None
+    precision: str | None = None
     out: str | None = None
     resume: str | None = None
     root: str = "checkpoints"
@@ -265,7 +268,16 @@ def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> Model
     )
 
 
-def auto_train_config(req: TrainRequest, cell: str, n_train: int) -> tuple[TrainConfig, str | None]:
+def auto_precision(device: torch.device) -> str:
+    """bf16 on GPUs that have it, else fp32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def auto_train_config(
+    req: TrainRequest, cell: str, n_train: int, device: torch.device | None = None
+) -> tuple[TrainConfig, str | None]:
     """Training configuration, and a notice if the batch had to shrink to fit the corpus."""
     fit = fit_batch(n_train, req.batch_size or 64, req.seq_len or 64)
     notice = None
@@ -291,6 +303,7 @@ def auto_train_config(req: TrainRequest, cell: str, n_train: int) -> tuple[Train
         max_time=max_time,
         eval_every=req.eval_every or 200,
         seed=1337 if req.seed is None else req.seed,
+        precision=req.precision or auto_precision(device or torch.device("cpu")),
     )
     return cfg, notice
 
@@ -317,7 +330,9 @@ class Run:
         state: TrainerState | None,
         created: bool,
         notices: list[str],
+        dist: Dist = SINGLE,
     ) -> None:
+        self.dist = dist
         self.run_dir = run_dir
         self.model = model
         self.corpus = corpus
@@ -349,8 +364,14 @@ class Run:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
-    def save(self, state: TrainerState, best: bool) -> Path:
-        """Write a complete checkpoint for ``state`` and move the pointers."""
+    def save(self, state: TrainerState, best: bool) -> Path | None:
+        """Write a complete checkpoint for ``state`` and move the pointers (rank 0 only; with
+        several processes every rank must call this, for the carried state is gathered)."""
+        if self.trainer is not None:
+            state = self.trainer.global_state()
+        if not self.dist.is_main:
+            self.saved_step = state.step
+            return None
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise TrainingError(
                 f"step {state.step}: the weights hold NaN or Inf; not saving them "
@@ -419,6 +440,7 @@ class Run:
             state=self.state,
             optimizer=self.optimizer,
             should_stop=should_stop,
+            dist=self.dist,
         )
         try:
             state = self.trainer.run()
@@ -431,12 +453,17 @@ class Run:
 
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""
-        if self.created and not ck.checkpoint_folders(self.run_dir):
+        if self.created and self.dist.is_main and not ck.checkpoint_folders(self.run_dir):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def start_run(req: TrainRequest, device: torch.device) -> Run:
-    """Prepare a new run: create its folder, read and encode the corpus, build the model."""
+def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
+    """Prepare a new run: create its folder, read and encode the corpus, build the model.
+
+    With several processes, rank 0 prepares the folder and the token cache; the others wait
+    and then open the same cache."""
+    if dist.enabled:
+        return _start_run_distributed(req, device, dist)
     if not req.corpus:
         raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
     if req.corpus.count(STDIN) > 1:
@@ -477,7 +504,7 @@ def start_run(req: TrainRequest, device: torch.device) -> Run:
             corpus = prepare_corpus(req, run_dir)
         notices = list(corpus.notices)
         mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-        tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel())
+        tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel(), device)
         if notice:
             notices.append(notice)
         torch.manual_seed(tc.seed)
@@ -490,7 +517,41 @@ def start_run(req: TrainRequest, device: torch.device) -> Run:
     return Run(run_dir, model, corpus, tc, optimizer, None, created, notices)
 
 
-_RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every")
+def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) -> Run:
+    run: Run | None = None
+    error = ""
+    if dist.is_main:
+        try:
+            run = start_run(req, device)
+        except CharRNNError as e:
+            error = str(e) or "error"
+    # Rank 0 shares where the run is (or its error); the others open the same token cache.
+    shared = json.dumps(
+        {"error": error}
+        if run is None
+        else {
+            "run_dir": str(run.run_dir),
+            "info": run.corpus.info,
+            "vocab": run.vocab.to_dict(),
+            "notices": run.notices,
+        }
+    )
+    msg = json.loads(broadcast_text(dist, shared if dist.is_main else None, device))
+    if msg.get("error"):
+        raise CharRNNError(msg["error"])
+    if run is not None:
+        run.dist = dist
+        return run
+    run_dir = Path(msg["run_dir"])
+    corpus = _open_corpus(run_dir, Vocab.from_dict(msg["vocab"]), msg["info"], [])
+    mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
+    tc, _ = auto_train_config(req, mc.cell, corpus.train_ids.numel(), device)
+    torch.manual_seed(tc.seed)  # same initial weights as rank 0 (DDP also broadcasts them)
+    model = CharRNN(mc).to(device)
+    return Run(run_dir, model, corpus, tc, make_optimizer(model, tc), None, False, [], dist)
+
+
+_RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every", "precision")
 _RESUME_FIXED = (
     "val",
     "cell",
@@ -510,7 +571,7 @@ _RESUME_FIXED = (
 )
 
 
-def resume_run(req: TrainRequest, device: torch.device) -> Run:
+def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
     """Continue the run in ``req.resume`` from its newest complete checkpoint."""
     assert req.resume is not None
     run_dir = Path(req.resume)
@@ -523,7 +584,8 @@ def resume_run(req: TrainRequest, device: torch.device) -> Run:
             f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
             "(only --max-time, --max-steps, --max-epochs, --eval-every, --device, --threads)"
         )
-    ck.clean_temporary(run_dir)
+    if dist.is_main:
+        ck.clean_temporary(run_dir)
     ckpt = ck.newest_checkpoint(run_dir)
     if ckpt is None:
         raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")
@@ -539,7 +601,11 @@ def resume_run(req: TrainRequest, device: torch.device) -> Run:
         # New limits replace the old ones rather than adding to them.
         changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
     tc = replace(tc, **changes)
-    corpus = _reopen_corpus(run_dir, loaded.vocab, data)
+    if dist.is_main:
+        corpus = _reopen_corpus(run_dir, loaded.vocab, data)
+    barrier(dist)
+    if not dist.is_main:
+        corpus = _open_corpus(run_dir, loaded.vocab, data, [])
     model = loaded.model
     model.train()
     optimizer = make_optimizer(model, tc)
@@ -551,4 +617,4 @@ def resume_run(req: TrainRequest, device: torch.device) -> Run:
         state = trainer_state_from_plain(model.config.cell, st_tensors, st_json, device)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt}: cannot restore the training state ({e})") from None
-    return Run(run_dir, model, corpus, tc, optimizer, state, False, list(corpus.notices))
+    return Run(run_dir, model, corpus, tc, optimizer, state, False, list(corpus.notices), dist)

@@ -11,18 +11,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .data import batchify, num_windows, window
+from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .errors import TrainingError
 from .evaluation import EvalResult, evaluate
 from .model import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 
 SCHEDULES = ("cosine", "plateau", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
 MAX_NONFINITE = 5
 
 
@@ -43,10 +45,13 @@ class TrainConfig:
     eval_streams: int = 16
     eval_max_tokens: int = 250_000
     seed: int = 1337
+    precision: str = "fp32"  # autocast dtype for forward passes in training
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 1 or self.seq_len < 1:
             raise ValueError("batch_size and seq_len must be at least 1")
 
@@ -70,6 +75,7 @@ class TrainerState:
     plateau_scale: float = 1.0
     plateau_bad: int = 0
     train_loss: float | None = None  # running mean of recent steps
+    grad_scale: dict[str, Any] | None = None  # fp16 gradient scaler state
     hidden: Hidden | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,17 +162,37 @@ class Trainer:
         state: TrainerState | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         should_stop: Callable[[], bool] | None = None,
+        dist: Dist = SINGLE,
     ) -> None:
         self.model = model
         self.config = config
+        self.dist = dist
         self.device = next(model.parameters()).device
-        self.data = batchify(train_ids, config.batch_size)  # (B, L), stays on the CPU
+        # (B, L) over the whole corpus; this process trains its share of the rows (all of them
+        # unless several processes share the batch). Stays on the CPU, memory-mapped.
+        self.data = batchify(train_ids, config.batch_size)[rows(dist, config.batch_size)]
+        self.net: torch.nn.Module = model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(model, device_ids=ids)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.scaler: torch.amp.GradScaler | None = None
+        if config.precision == "fp16":
+            if self.device.type != "cuda":
+                raise TrainingError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+            self.scaler = torch.amp.GradScaler("cuda")
         self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
         # Validation ids are copied into memory (capped), training ids stay memory-mapped.
         self.val_ids = None if val_ids is None else val_ids[: config.eval_max_tokens].long()
         self.callbacks = list(callbacks)
         self.resumed = state is not None
         self.state = state or TrainerState()
+        if self.scaler is not None and self.state.grad_scale:
+            self.scaler.load_state_dict(self.state.grad_scale)
+        if dist.enabled and self.state.hidden is not None:
+            self.state.hidden = _hidden_rows(self.state.hidden, rows(dist, config.batch_size))
         self.optimizer = optimizer or make_optimizer(model, config)
         self.should_stop = should_stop or (lambda: False)
         self._session_p0 = self.state.progress if self.state.progress < 0.999 else 0.0
@@ -206,18 +232,30 @@ class Trainer:
         for cb in self.callbacks:
             cb(event)
 
-    def _limit_reached(self, session_elapsed: float) -> str | None:
+    def _limit_reached(self, session_elapsed: float) -> tuple[str | None, float]:
+        """Why to stop now (or None), and the schedule's progress; the same on every rank."""
         c, s = self.config, self.state
-        if c.max_steps is not None and s.step >= c.max_steps:
-            return "max_steps"
-        if c.max_epochs is not None and s.epoch + s.window / self.steps_per_epoch >= c.max_epochs:
-            return "max_epochs"
         # Keep time for the final evaluation inside the budget.
-        if c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time:
-            return "max_time"
-        if self.should_stop():
-            return "stopped"
-        return None
+        out_of_time = c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time
+        flags = [float(out_of_time), float(self.should_stop()), self.progress(session_elapsed)]
+        out_of_time_any, stop_any, progress = agree(self.dist, flags, self.device)
+        if c.max_steps is not None and s.step >= c.max_steps:
+            return "max_steps", progress
+        if c.max_epochs is not None and s.epoch + s.window / self.steps_per_epoch >= c.max_epochs:
+            return "max_epochs", progress
+        if out_of_time_any:
+            return "max_time", progress
+        if stop_any:
+            return "stopped", progress
+        return None, progress
+
+    def global_state(self) -> TrainerState:
+        """The state with every process's share of the carried hidden state (collective)."""
+        s = self.state
+        if not self.dist.enabled or s.hidden is None:
+            return s
+        full = [gather_rows(self.dist, t, dim=1) for t in hidden_tensors(s.hidden)]
+        return replace(s, hidden=hidden_from_tensors(self.model.config.cell, full))
 
     def validate(self, final: bool = False) -> EvalResult | None:
         """Evaluate on the validation stream, update best-so-far and emit :class:`Evaluated`."""
@@ -262,15 +300,15 @@ class Trainer:
         tok_t0, tok_n = time.perf_counter(), 0
         reason: str | None = None
         hidden = s.hidden
+        world = self.dist.world_size
         while True:
             now = time.perf_counter()
             session = now - t_start
-            reason = self._limit_reached(session)
+            reason, progress = self._limit_reached(session)
             if reason:
                 break
             if s.window >= self.steps_per_epoch:
                 s.epoch, s.window, hidden = s.epoch + 1, 0, None
-            progress = self.progress(session)
             lr = self.lr_at(progress)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -278,12 +316,27 @@ class Trainer:
             x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
             x = x.to(self.device, torch.long, non_blocking=True)
             y = y.to(self.device, torch.long, non_blocking=True)
-            logits, new_hidden = model(x, hidden)  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            with torch.autocast(
+                self.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ):
+                logits, new_hidden = self.net(x, hidden)  # (B, T, V)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(opt)
+            else:
+                loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, c.clip if c.clip > 0 else float("inf"))
-            loss_value = loss.item()
+            loss_value = mean(self.dist, loss.item(), self.device)
+            if self.scaler is not None and math.isfinite(loss_value):
+                # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
+                self.scaler.step(opt)
+                self.scaler.update()
+                s.grad_scale = self.scaler.state_dict()
+                gnorm = torch.zeros(())
             if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
                 nonfinite += 1
                 self._emit(Skipped(s.step, f"non-finite loss or gradient (loss {loss_value})"))
@@ -297,12 +350,13 @@ class Trainer:
                     )
                 continue
             nonfinite = 0
-            opt.step()
+            if self.scaler is None:
+                opt.step()
             hidden = detach_hidden(new_hidden)
             s.step += 1
             s.window += 1
-            s.tokens += y.numel()
-            tok_n += y.numel()
+            s.tokens += y.numel() * world
+            tok_n += y.numel() * world
             s.progress = progress
             recent.append(loss_value)
             if len(recent) > 50:
@@ -333,6 +387,12 @@ class Trainer:
             self.validate(final=True)
         self._emit(Finished(s.step, reason, s))
         return s
+
+
+def _hidden_rows(hidden: Hidden, sl: slice) -> Hidden:
+    if isinstance(hidden, tuple):
+        return (hidden[0][:, sl].contiguous(), hidden[1][:, sl].contiguous())
+    return hidden[:, sl].contiguous()
 
 
 # ------------------------------------------------------------------------ state to plain data

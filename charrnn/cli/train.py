@@ -8,10 +8,13 @@ import time
 from types import FrameType
 from typing import Any
 
+import torch
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .. import distributed
 from ..device import resolve_device
+from ..errors import CharRNNError
 from ..evaluation import LN2
 from ..runs import Run, TrainRequest, resume_run, start_run
 from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
@@ -177,6 +180,9 @@ def train_command(
     eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Steps [200]."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed [1337]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="fp32, bf16 or fp16 autocast [bf16 on GPUs that have it]."
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
     out: str | None = typer.Option(
         None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>]."
@@ -199,11 +205,14 @@ def train_command(
         raise typer.BadParameter("must be > 0", param_hint="--lr")
     if max_epochs is not None and max_epochs <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-epochs")
+    if precision is not None and precision not in ("fp32", "bf16", "fp16"):
+        raise typer.BadParameter("expected fp32, bf16 or fp16", param_hint="--precision")
     budget = parse_duration(max_time)
     if not files and resume is None:
         raise typer.BadParameter("name a text file to train on (or - for stdin), or --resume RUN")
     set_threads(threads)
-    dev = resolve_device(device)
+    d = distributed.from_env()
+    dev = distributed.setup(d, resolve_device(device))
     req = TrainRequest(
         corpus=tuple(files or ()),
         val=val,
@@ -229,14 +238,26 @@ def train_command(
         max_time=budget,
         eval_every=eval_every,
         seed=seed,
+        precision=precision,
         out=out,
         resume=resume,
         root=str(checkpoints_root()),
     )
-    run = resume_run(req, dev) if resume else start_run(req, dev)
+    try:
+        _train(req, dev, d, quiet)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(req: TrainRequest, dev: torch.device, d: distributed.Dist, quiet: bool) -> None:
+    if req.precision == "fp16" and dev.type != "cuda":
+        raise CharRNNError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+    run = resume_run(req, dev, d) if req.resume else start_run(req, dev, d)
+    quiet = quiet or not d.is_main  # only rank 0 talks
     reporter = Reporter(run, live=live_display() and not quiet)
     if not quiet:
-        reporter.header(str(dev))
+        where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
+        reporter.header(where)
 
     stop: dict[str, int | None] = {"signal": None}
 
@@ -261,9 +282,11 @@ def train_command(
         if reporter.progress is not None:
             reporter.progress.stop()
     reason = "interrupted" if stop["signal"] is not None else _reason(run)
-    reporter.summary(state, reason)
+    if d.is_main:
+        reporter.summary(state, reason)
     if stop["signal"] is not None:
-        err.print(f"resume with: charrnn train --resume {run.run_dir}", markup=False)
+        if d.is_main:
+            err.print(f"resume with: charrnn train --resume {run.run_dir}", markup=False)
         sys.stderr.flush()
         raise typer.Exit(130 if stop["signal"] == signal.SIGINT else 143)
 
