@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 from .model import CharRNN, ModelConfig
+from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
 from .vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -103,6 +104,7 @@ def write_checkpoint(
     name: str,
     json_files: Mapping[str, Any],
     tensor_files: Mapping[str, Mapping[str, torch.Tensor]],
+    raw_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a checkpoint folder ``run_dir/name`` atomically and return its path."""
     run_dir = Path(run_dir)
@@ -115,6 +117,9 @@ def write_checkpoint(
         tmp.mkdir()
         for fname, obj in json_files.items():
             (tmp / fname).write_text(_json_text(obj), encoding="utf-8")
+            _fsync_file(tmp / fname)
+        for fname, data in (raw_files or {}).items():
+            (tmp / fname).write_bytes(data)
             _fsync_file(tmp / fname)
         for fname, tensors in tensor_files.items():
             flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -413,11 +418,27 @@ def model_tensors(model: CharRNN) -> dict[str, torch.Tensor]:
 class LoadedModel:
     path: Path  # the checkpoint folder
     model: CharRNN
-    vocab: Vocab
+    vocab: Tokenizer
     config: dict[str, Any]  # config.json as read
 
 
-def load_vocab(ckpt: Path) -> Vocab:
+def load_vocab(ckpt: Path, config: dict[str, Any] | None = None) -> Tokenizer:
+    """The checkpoint's tokenizer: the character vocabulary, or a sentencepiece model."""
+    kind = ((config or {}).get("tokenizer") or {}).get("type", "char")
+    if kind in KINDS:
+        path = Path(ckpt) / MODEL_FILE
+        try:
+            proto = path.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: missing from the checkpoint") from None
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+        try:
+            return SubwordTokenizer(proto, kind)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise CheckpointError(f"{path}: not a valid sentencepiece model ({e})") from None
+    if kind != "char":
+        raise CheckpointError(f"{Path(ckpt) / CONFIG}: unknown tokenizer type {kind!r}")
     path = Path(ckpt) / VOCAB
     d = read_json(path)
     try:
@@ -436,7 +457,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
         raise CheckpointError(f"{ckpt / CONFIG}: no 'model' section") from None
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt / CONFIG}: invalid model config ({e})") from None
-    vocab = load_vocab(ckpt)
+    vocab = load_vocab(ckpt, config)
     if len(vocab) != mc.vocab_size:
         raise CheckpointError(
             f"{ckpt / VOCAB}: holds {len(vocab)} entries but config.json says "

@@ -32,7 +32,7 @@ import hashlib
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,29 @@ def count_chars(chunks: Iterable[str]) -> Counter[str]:
     return counter
 
 
+def at_line_ends(parts: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """Regroup (train, val) chunks so that each ends after a newline where it can, for
+    tokenizers whose output depends on where a chunk is cut (words stay whole)."""
+    carry = ["", ""]
+    for pair in parts:
+        out = []
+        for j in (0, 1):
+            text = carry[j] + pair[j]
+            cut = text.rfind("\n") + 1
+            if cut == 0 and len(text) < (1 << 22):
+                out.append("")
+                carry[j] = text
+            else:
+                cut = cut or len(text)
+                out.append(text[:cut])
+                carry[j] = text[cut:]
+        if carry[0] and pair[1]:  # the training part has ended: flush what it holds
+            out[0] += carry[0]
+            carry[0] = ""
+        yield out[0], out[1]
+    yield carry[0], carry[1]
+
+
 def token_dtype(vocab_size: int) -> np.dtype[Any]:
     """Smallest integer type the token file needs (torch reads uint8, int16 and int32)."""
     if vocab_size <= 256:
@@ -285,16 +308,16 @@ class Encoder:
 
 def encode_to_files(
     parts: Iterable[tuple[str, str]],
-    stoi: dict[str, int],
+    enc: Callable[[str], Any],
     dtype: np.dtype[Any],
     train_path: Path,
     val_path: Path,
 ) -> tuple[int, int, int]:
-    """Encode (train part, val part) chunks into two token files, each written atomically.
+    """Encode (train part, val part) chunks with ``enc`` into two token files, each written
+    atomically.
 
-    Returns (train tokens, val tokens, unknown characters in the val part).
+    Returns (train tokens, val tokens, unknown tokens in the val part).
     """
-    enc = Encoder(stoi)
     n_train = n_val = unknown = 0
     tmp_t = train_path.with_name(f".tmp-{train_path.name}-{os.getpid()}")
     tmp_v = val_path.with_name(f".tmp-{val_path.name}-{os.getpid()}")
@@ -302,11 +325,11 @@ def encode_to_files(
         with open(tmp_t, "wb") as ft, open(tmp_v, "wb") as fv:
             for a, b in parts:
                 if a:
-                    ids = enc(a)
+                    ids = np.asarray(enc(a))
                     ft.write(ids.astype(dtype).tobytes())
                     n_train += ids.size
                 if b:
-                    ids = enc(b)
+                    ids = np.asarray(enc(b))
                     fv.write(ids.astype(dtype).tobytes())
                     n_val += ids.size
                     unknown += int((ids == 0).sum())

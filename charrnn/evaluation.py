@@ -23,10 +23,18 @@ LN2 = math.log(2.0)
 class EvalResult:
     tokens: int  # how many next-token predictions were scored
     nats: float  # mean cross-entropy per token, in nats
+    chars: float | None = None  # characters those tokens cover (None: one per token)
+
+    @property
+    def nats_per_char(self) -> float:
+        if self.chars is None or not self.chars:
+            return self.nats
+        return self.nats * self.tokens / self.chars
 
     @property
     def bits(self) -> float:
-        return self.nats / LN2
+        """Bits per character (per token and per character agree for characters)."""
+        return self.nats_per_char / LN2
 
     @property
     def perplexity(self) -> float:

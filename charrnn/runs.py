@@ -15,6 +15,7 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -31,6 +32,8 @@ from . import __version__
 from . import checkpoint as ck
 from .data import (
     STDIN,
+    Encoder,
+    at_line_ends,
     control_count,
     count_chars,
     encode_to_files,
@@ -46,6 +49,14 @@ from .data import (
 from .distributed import SINGLE, Dist, barrier, broadcast_text
 from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
 from .model import CELLS, CharRNN, ModelConfig
+from .tokenizers import (
+    KINDS,
+    MODEL_FILE,
+    SubwordTokenizer,
+    Tokenizer,
+    tokenizer_info,
+    train_subword,
+)
 from .training import (
     Callback,
     Evaluated,
@@ -77,6 +88,8 @@ class TrainRequest:
     encoding: str = "utf-8"
     errors: str = "strict"
     min_char_count: int = 1
+    tokenizer: str = "char"
+    vocab_size: int = 1024
     cell: str | None = None
     layers: int | None = None
     hidden: int | None = None
@@ -104,7 +117,7 @@ class TrainRequest:
 @dataclass
 class Corpus:
     train_text_chars: int
-    vocab: Vocab
+    vocab: Tokenizer
     train_ids: torch.Tensor  # 1-D, memory-mapped from the run's token cache
     val_ids: torch.Tensor | None
     info: dict[str, Any]  # stored in config.json under "data"
@@ -115,7 +128,7 @@ def _display(path: str) -> str:
     return "<stdin>" if path == STDIN else path
 
 
-def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None) -> Corpus:
+def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Tokenizer | None = None) -> Corpus:
     """Read the corpus in streaming passes, build the vocabulary (unless given) and encode it
     into the run's token cache, which training memory-maps. Memory stays bounded however
     large the corpus is."""
@@ -160,7 +173,9 @@ def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None)
             "give more text, --val FILE, or --val-fraction 0"
         )
     notices = []
-    if vocab is None:
+    if vocab is None and req.tokenizer != "char":
+        vocab = train_subword((a for a, _ in parts() if a), req.tokenizer, req.vocab_size)
+    elif vocab is None:
         counts = count_chars(a for a, _ in parts() if a)
         vocab = Vocab.from_counts(counts, min_count=req.min_char_count)
         bad = control_count(counts)
@@ -171,9 +186,14 @@ def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None)
             f"{name}: no character occurs --min-char-count {req.min_char_count} times"
         )
     dtype = token_dtype(len(vocab))
-    n_train, n_val, unknown = encode_to_files(
-        parts(), vocab.stoi, dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
-    )
+    if isinstance(vocab, Vocab):
+        n_train, n_val, unknown = encode_to_files(
+            parts(), Encoder(vocab.stoi), dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
+        )
+    else:
+        n_train, n_val, unknown = encode_to_files(
+            at_line_ends(parts()), vocab.encode, dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
+        )
     if unknown:
         notices.append(
             f"validation text has {unknown} characters not in the training vocabulary "
@@ -188,7 +208,10 @@ def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None)
         "min_char_count": req.min_char_count,
         "text_sha256": stats.sha256,
         "val_sha256": val_sha,
-        "train_chars": n_train,
+        "tokenizer": tokenizer_info(vocab),
+        "train_text_chars": cut,
+        "val_text_chars": val_chars,
+        "train_chars": n_train,  # tokens (characters for the character tokenizer)
         "val_chars": n_val,
         "val_unknown": unknown,
         "token_dtype": dtype.name,
@@ -198,7 +221,9 @@ def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Vocab | None = None)
     return _open_corpus(run_dir, vocab, info, notices)
 
 
-def _open_corpus(run_dir: Path, vocab: Vocab, info: dict[str, Any], notices: list[str]) -> Corpus:
+def _open_corpus(
+    run_dir: Path, vocab: Tokenizer, info: dict[str, Any], notices: list[str]
+) -> Corpus:
     dtype = np.dtype(info["token_dtype"])
     train_ids = open_tokens(run_dir / TOKENS_TRAIN, dtype, info["train_chars"])
     val_ids = open_tokens(run_dir / TOKENS_VAL, dtype, info["val_chars"])
@@ -212,7 +237,7 @@ def _open_corpus(run_dir: Path, vocab: Vocab, info: dict[str, Any], notices: lis
     )
 
 
-def _reopen_corpus(run_dir: Path, vocab: Vocab, data: dict[str, Any]) -> Corpus:
+def _reopen_corpus(run_dir: Path, vocab: Tokenizer, data: dict[str, Any]) -> Corpus:
     """The corpus of a run being resumed: its token cache if the sources are unchanged,
     else the sources encoded again (and checked to hold the same text)."""
     sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
@@ -244,6 +269,8 @@ def _reopen_corpus(run_dir: Path, vocab: Vocab, data: dict[str, Any]) -> Corpus:
 
 
 def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
+    if req.tokenizer not in ("char", *KINDS):
+        raise CharRNNError(f"--tokenizer {req.tokenizer}: expected char, bpe or unigram")
     cell = req.cell or "gru"
     if cell not in CELLS:
         raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
@@ -349,6 +376,13 @@ class Run:
         self._last_metrics: dict[str, Any] = {}
 
     @property
+    def chars_per_token(self) -> float:
+        """Validation characters per token (1 for characters), for bits per character."""
+        info = self.corpus.info
+        tokens, chars = info.get("val_chars", 0), info.get("val_text_chars", 0)
+        return chars / tokens if tokens and chars else 1.0
+
+    @property
     def resumed(self) -> bool:
         return self.state is not None
 
@@ -357,7 +391,7 @@ class Run:
             "format_version": ck.FORMAT_VERSION,
             "charrnn_version": __version__,
             "model": self.model.config.to_dict(),
-            "tokenizer": {"type": "char"},
+            "tokenizer": tokenizer_info(self.vocab),
             "training": self.train_config.to_dict(),
             "data": self.corpus.info,
             "metrics": metrics,
@@ -394,6 +428,7 @@ class Run:
                 ck.OPTIMIZER: opt_tensors,
                 ck.TRAINER_TENSORS: st_tensors,
             },
+            {MODEL_FILE: self.vocab.proto} if isinstance(self.vocab, SubwordTokenizer) else None,
         )
         ck.set_pointer(self.run_dir, ck.LATEST, name)
         if best or ck.read_pointer(self.run_dir, ck.BEST) is None:
@@ -420,6 +455,7 @@ class Run:
         if isinstance(event, Evaluated):
             self._last_metrics = {
                 "val_loss": event.val.nats,
+                "val_nats_per_char": event.val.nats_per_char,
                 "val_bits_per_char": event.val.bits,
                 "val_perplexity": event.val.perplexity,
                 "val_tokens": event.val.tokens,
@@ -441,6 +477,7 @@ class Run:
             optimizer=self.optimizer,
             should_stop=should_stop,
             dist=self.dist,
+            chars_per_token=self.chars_per_token,
         )
         try:
             state = self.trainer.run()
@@ -468,6 +505,8 @@ def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> R
         raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
     if req.corpus.count(STDIN) > 1:
         raise CorpusError("standard input (-) can be named only once")
+    if req.tokenizer not in ("char", *KINDS):
+        raise CharRNNError(f"--tokenizer {req.tokenizer}: expected char, bpe or unigram")
     cell = req.cell or "gru"
     if cell not in CELLS:
         raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
@@ -533,7 +572,9 @@ def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) 
             "run_dir": str(run.run_dir),
             "info": run.corpus.info,
             "vocab": run.vocab.to_dict(),
-            "notices": run.notices,
+            "proto": base64.b64encode(run.vocab.proto).decode("ascii")
+            if isinstance(run.vocab, SubwordTokenizer)
+            else None,
         }
     )
     msg = json.loads(broadcast_text(dist, shared if dist.is_main else None, device))
@@ -543,7 +584,12 @@ def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) 
         run.dist = dist
         return run
     run_dir = Path(msg["run_dir"])
-    corpus = _open_corpus(run_dir, Vocab.from_dict(msg["vocab"]), msg["info"], [])
+    tok: Tokenizer
+    if msg.get("proto"):
+        tok = SubwordTokenizer(base64.b64decode(msg["proto"]), msg["vocab"]["type"])
+    else:
+        tok = Vocab.from_dict(msg["vocab"])
+    corpus = _open_corpus(run_dir, tok, msg["info"], [])
     mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
     tc, _ = auto_train_config(req, mc.cell, corpus.train_ids.numel(), device)
     torch.manual_seed(tc.seed)  # same initial weights as rank 0 (DDP also broadcasts them)

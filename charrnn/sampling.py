@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from .model import CharRNN, Hidden
-from .vocab import UNK_ID, Vocab
+from .tokenizers import Tokenizer
+from .vocab import UNK_ID
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def _pick(
 
 
 def _start(
-    model: CharRNN, vocab: Vocab, prime: str, batch: int, generator: torch.Generator | None
+    model: CharRNN, vocab: Tokenizer, prime: str, batch: int, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, Hidden | None, str]:
     """Feed the prime; return the last input tokens (B,), the state before them, and the text
     that the output begins with."""
@@ -100,7 +101,7 @@ def _start(
 @torch.no_grad()
 def generate(
     model: CharRNN,
-    vocab: Vocab,
+    vocab: Tokenizer,
     prime: str = "",
     config: SampleConfig | None = None,
     stop: str | None = None,
@@ -121,7 +122,7 @@ def generate(
 @torch.no_grad()
 def generate_many(
     model: CharRNN,
-    vocab: Vocab,
+    vocab: Tokenizer,
     n: int,
     prime: str = "",
     config: SampleConfig | None = None,
@@ -144,7 +145,7 @@ def generate_many(
 
 
 def _generate(
-    model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, batch: int
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
 ) -> Iterator[list[str]]:
     was_training = model.training
     model.eval()

@@ -163,8 +163,10 @@ class Trainer:
         optimizer: torch.optim.Optimizer | None = None,
         should_stop: Callable[[], bool] | None = None,
         dist: Dist = SINGLE,
+        chars_per_token: float = 1.0,
     ) -> None:
         self.model = model
+        self.chars_per_token = chars_per_token
         self.config = config
         self.dist = dist
         self.device = next(model.parameters()).device
@@ -263,6 +265,8 @@ class Trainer:
             return None
         t0 = time.perf_counter()
         res = evaluate(self.model, self.val_ids, streams=self.config.eval_streams)
+        if self.chars_per_token != 1.0:
+            res = EvalResult(res.tokens, res.nats, res.tokens * self.chars_per_token)
         self._eval_seconds = time.perf_counter() - t0
         s = self.state
         is_best = math.isfinite(res.nats) and (s.best_val is None or res.nats < s.best_val)

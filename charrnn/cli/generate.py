@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def eval_command(
     import torch
 
     from ..data import iter_text
-    from ..evaluation import StreamEvaluator
+    from ..evaluation import EvalResult, StreamEvaluator
 
     if errors not in ("strict", "replace", "ignore"):
         raise typer.BadParameter("expected strict, replace or ignore", param_hint="--errors")
@@ -127,10 +128,14 @@ def eval_command(
     for f in files:
         ev = StreamEvaluator(loaded.model)
         chars = unknown = 0
+        first = ""  # the first token is not predicted: its characters are not scored
         for chunk in iter_text(f, encoding, errors):
             chars += len(chunk)
-            unknown += vocab.count_unknown(chunk)
-            ev.feed(torch.tensor(vocab.encode(chunk), dtype=torch.long))
+            ids = vocab.encode(chunk)
+            unknown += sum(1 for i in ids if i == 0)
+            if not first and ids:
+                first = vocab.decode(ids[:1])
+            ev.feed(torch.tensor(ids, dtype=torch.long))
         name = "<stdin>" if f == "-" else f
         if chars < 2:
             fail(f"{name}: {chars} characters; at least 2 are needed to score a text")
@@ -141,15 +146,19 @@ def eval_command(
                 markup=False,
             )
         res = ev.result()
+        scored_chars = chars - len(first)
+        res = EvalResult(res.tokens, res.nats, scored_chars if res.tokens != scored_chars else None)
         rows.append(
             {
                 "file": name,
                 "chars": chars,
                 "unknown": unknown,
-                "scored": res.tokens,
-                "nats_per_char": res.nats,
+                "tokens_scored": res.tokens,
+                "nats_per_char": res.nats_per_char,
                 "bits_per_char": res.bits,
-                "perplexity": res.perplexity,
+                "perplexity": math.exp(min(res.nats_per_char, 700.0)),
+                "nats_per_token": res.nats,
+                "bits_per_token": res.nats / math.log(2),
             }
         )
     if as_json:

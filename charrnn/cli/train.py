@@ -104,7 +104,7 @@ class Reporter:
             mark = "  (best)" if event.is_best else ""
             line = (
                 f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "
-                f"val {event.val.nats:.4f} nats = {event.val.bits:.4f} bits/char{mark}"
+                f"val {event.val.nats_per_char:.4f} nats = {event.val.bits:.4f} bits/char{mark}"
             )
             self._log(line)
         elif isinstance(event, Skipped):
@@ -126,14 +126,17 @@ class Reporter:
             f"done ({reason.replace('_', ' ')}): {state.step} steps, {state.tokens:,} "
             f"characters seen, {format_duration(time.perf_counter() - self.t0)}",
         ]
+        ratio = r.chars_per_token  # 1 for characters; converts subword losses to per character
         if tl is not None:
+            tl /= ratio
             lines.append(f"train loss {tl:.4f} nats/char = {tl / LN2:.4f} bits/char")
         if state.best_val is not None:
             import math
 
+            bv = state.best_val / ratio
             lines.append(
-                f"best val loss {state.best_val:.4f} nats/char = {state.best_val / LN2:.4f} "
-                f"bits/char, perplexity {math.exp(state.best_val):.3f} (step {state.best_step})"
+                f"best val loss {bv:.4f} nats/char = {bv / LN2:.4f} "
+                f"bits/char, perplexity {math.exp(bv):.3f} (step {state.best_step})"
             )
         best = r.best_path or r.last_saved
         lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")
@@ -160,6 +163,12 @@ def train_command(
     ),
     min_char_count: int = typer.Option(
         1, "--min-char-count", min=1, help="Rarer characters fold into <UNK>."
+    ),
+    tokenizer: str | None = typer.Option(
+        None, "--tokenizer", help="char, or bpe / unigram subwords (sentencepiece) [char]."
+    ),
+    vocab_size: int | None = typer.Option(
+        None, "--vocab-size", min=16, help="Subword vocabulary size [1024]."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [64]."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [64]."),
@@ -205,6 +214,12 @@ def train_command(
         raise typer.BadParameter("must be > 0", param_hint="--lr")
     if max_epochs is not None and max_epochs <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-epochs")
+    if tokenizer is not None and tokenizer not in ("char", "bpe", "unigram"):
+        raise typer.BadParameter("expected char, bpe or unigram", param_hint="--tokenizer")
+    if resume and (tokenizer is not None or vocab_size is not None):
+        raise typer.BadParameter("a resumed run keeps its tokenizer", param_hint="--tokenizer")
+    if vocab_size is not None and (tokenizer or "char") == "char":
+        raise typer.BadParameter("only for --tokenizer bpe or unigram", param_hint="--vocab-size")
     if precision is not None and precision not in ("fp32", "bf16", "fp16"):
         raise typer.BadParameter("expected fp32, bf16 or fp16", param_hint="--precision")
     budget = parse_duration(max_time)
@@ -220,6 +235,8 @@ def train_command(
         encoding=encoding,
         errors=errors,
         min_char_count=min_char_count,
+        tokenizer=tokenizer or "char",
+        vocab_size=vocab_size or 1024,
         cell=cell,
         layers=layers,
         hidden=hidden,
