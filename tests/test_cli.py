@@ -23,7 +23,7 @@ def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None
     return runner.invoke(app, args, input=input, env=env)
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity", "runs", "info", "plot"])
 def test_every_command_has_help_with_examples(command: str) -> None:
     r = invoke([command, "--help"])
     assert r.exit_code == 0
