@@ -188,7 +188,9 @@ class Reporter:
 
         cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
         text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
-        lines = ["  | " + line[:PREVIEW_WIDTH] for line in text.split("\n")[:PREVIEW_LINES]]
+        lines = [
+            "  | " + line[:PREVIEW_WIDTH] for line in text.rstrip().split("\n")[:PREVIEW_LINES]
+        ]
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
     def _log(self, line: str) -> None:
