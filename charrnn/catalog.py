@@ -95,7 +95,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         best_val_bits_per_char=best_bits(metrics),
         best_step=metrics.get("best_step"),
         saved_at=str(config.get("saved_at", "")),
-        modified=(newest / ck.CONFIG).stat().st_mtime,
+        modified=ck.saved_time(newest),
         size_bytes=ck.disk_usage(run_dir),
     )
 
@@ -105,11 +105,9 @@ def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
     root = Path(root)
     if not root.is_dir():
         raise CheckpointError(f"{root}: no such folder")
-    candidates = [root] if ck.is_run_dir(root) else sorted(p for p in root.iterdir() if p.is_dir())
+    candidates = [root] if ck.is_run_dir(root) else ck.run_folders(root)
     runs, problems = [], []
     for path in candidates:
-        if not ck.is_run_dir(path):
-            continue
         try:
             runs.append(summarize_run(path))
         except CheckpointError as e:
@@ -153,7 +151,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
         raise CheckpointError(f"{ckpt / ck.CONFIG}: {e}") from None
     run_dir = ckpt.parent
     pointers = [p for p in (ck.BEST, ck.LATEST) if ck.read_pointer(run_dir, p) == ckpt.name]
-    files = {p.name: p.stat().st_size for p in sorted(ckpt.iterdir()) if p.is_file()}
+    files = ck.file_sizes(ckpt)
     return {
         "checkpoint": str(ckpt),
         "run": str(run_dir),

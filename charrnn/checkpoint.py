@@ -293,6 +293,20 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def file_sizes(ckpt: Path) -> dict[str, int]:
+    """Bytes of each file directly in a checkpoint folder, by name."""
+    return {p.name: p.stat().st_size for p in sorted(Path(ckpt).iterdir()) if p.is_file()}
+
+
+def saved_time(ckpt: Path) -> float:
+    """When a checkpoint was written, as a Unix time (its config.json's modification time)."""
+    return (Path(ckpt) / CONFIG).stat().st_mtime
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
 def disk_usage(path: Path) -> int:
     """Bytes in the files under ``path`` (symbolic links are not followed)."""
     total = 0
@@ -309,6 +323,14 @@ def disk_usage(path: Path) -> int:
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
     return path.is_dir() and not (path / CONFIG).is_file() and bool(checkpoint_folders(path))
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The run folders directly in ``root``, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if is_run_dir(p))
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:

@@ -30,7 +30,7 @@ def run_folder(path: Path) -> Path:
     path = Path(path)
     if path.name == ck.METRICS:
         return path.parent
-    if (path / ck.CONFIG).is_file() and not (path / ck.METRICS).exists():
+    if ck.is_checkpoint(path):
         return path.parent  # a checkpoint folder
     return path
 
@@ -38,10 +38,10 @@ def run_folder(path: Path) -> Path:
 def curve(path: Path, name: str | None = None) -> Curve:
     """The validation curve of one run."""
     run = run_folder(path)
-    if not run.is_dir():
-        raise CheckpointError(f"{path}: no such run folder")
     records = ck.read_metrics(run)
     if not records:
+        if not ck.is_run_dir(run):
+            raise CheckpointError(f"{path}: not a run folder")
         raise CheckpointError(
             f"{run}: no {ck.METRICS} (runs trained before charrnn wrote it cannot be plotted)"
         )
