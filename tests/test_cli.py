@@ -30,6 +30,13 @@ def test_every_command_has_help_with_examples(command: str) -> None:
     assert "Examples" in r.output and f"charrnn {command}" in r.output
 
 
+def test_top_level_help_shows_examples_and_completion() -> None:
+    r = invoke(["--help"])
+    assert r.exit_code == 0
+    assert "Examples" in r.output and "charrnn runs --sort bpc" in r.output
+    assert "--install-completion" in r.output and "--show-completion" in r.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
