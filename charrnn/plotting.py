@@ -99,6 +99,6 @@ def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 1
     by_chars.xaxis.set_major_formatter(EngFormatter())
     for ax in (by_time, by_chars):
         ax.grid(True, alpha=0.3)
-    by_chars.legend(loc="upper right", fontsize="small")
+    by_chars.legend(loc="best", fontsize="small")
     fig.suptitle("validation bits per character (lower is better)")
     return fig
