@@ -244,8 +244,9 @@ def auto_train_config(req: TrainRequest, cell: str, n_train: int) -> tuple[Train
 
 
 def metrics_every(tc: TrainConfig) -> int:
-    """Steps between ``step`` records in metrics.jsonl: about ten per evaluation interval."""
-    return max(1, tc.eval_every // 10)
+    """Steps between ``step`` records in metrics.jsonl: about ten per evaluation interval
+    (every 20 steps when the run never evaluates)."""
+    return max(1, tc.eval_every // 10) if tc.eval_every > 0 else 20
 
 
 def _sig(x: float) -> float:
