@@ -1,10 +1,11 @@
 """The only module that reads or writes checkpoint files. No pickle anywhere.
 
-A run folder holds checkpoint folders and two pointer files::
+A run folder holds checkpoint folders, two pointer files and a log of measurements::
 
     checkpoints/verses-gru/
         best                 text file: name of the checkpoint with the lowest validation loss
         latest               text file: name of the newest checkpoint (what --resume continues)
+        metrics.jsonl        one JSON object per line: training and validation measurements
         step-00000400/
             config.json              format version, model + tokenizer config, training
                                      arguments, metrics
@@ -18,10 +19,12 @@ Writes are atomic: a checkpoint is built in a hidden temporary sibling folder, e
 fsynced, and the folder is renamed into place; only then are the pointers replaced (write a
 temporary file, fsync, ``os.replace``). A crash at any moment leaves the previous checkpoint and
 pointers usable; left-over ``.tmp-*`` folders are ignored and removed by the next run.
+``metrics.jsonl`` is only ever appended to, one whole line per write (see :class:`MetricsLog`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -51,6 +54,7 @@ TRAINER_STATE = "trainer_state.json"
 TRAINER_TENSORS = "trainer_state.safetensors"
 BEST = "best"
 LATEST = "latest"
+METRICS = "metrics.jsonl"
 TMP_PREFIX = ".tmp-"
 _STEP_RE = re.compile(r"^step-\d+$")
 _MAX_HEADER = 100 * 1024 * 1024
@@ -224,12 +228,114 @@ def clean_temporary(run_dir: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
+# --------------------------------------------------------------------------- metrics log
+
+
+def _plain_number(x: Any) -> Any:
+    """JSON has no NaN or Infinity: write them as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class MetricsLog:
+    """Appends measurements to ``run_dir/metrics.jsonl``, one JSON object per line.
+
+    Each line goes out in a single unbuffered ``write`` to a file opened for appending, so a
+    reader of a run in progress sees whole lines; at worst the very last line is incomplete, and
+    :func:`read_metrics` skips it. Lines are not fsynced: a crash may lose the last few, which
+    the checkpoints do not depend on.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS
+        self._file: Any = None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        plain = {k: _plain_number(v) for k, v in record.items()}
+        line = json.dumps(plain, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+        try:
+            if self._file is None:
+                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+            self._file.write(line.encode("utf-8"))
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot write ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl`` (empty if there is none), oldest first.
+
+    Safe while the run is training: an incomplete last line is skipped, as is any line that is
+    not a JSON object. A ``start`` record of a resumed session at step s drops the earlier
+    records after step s, which that session redoes, so the result is one consistent history.
+    """
+    path = Path(run_dir) / METRICS
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    records: list[dict[str, Any]] = []
+    for raw in data.split(b"\n")[:-1]:  # the part after the last newline is incomplete
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("event") == "start" and isinstance(obj.get("step"), int):
+            start = obj["step"]
+            records = [
+                r for r in records if not (isinstance(r.get("step"), int) and r["step"] > start)
+            ]
+        records.append(obj)
+    return records
+
+
+def file_sizes(ckpt: Path) -> dict[str, int]:
+    """Bytes of each file directly in a checkpoint folder, by name."""
+    return {p.name: p.stat().st_size for p in sorted(Path(ckpt).iterdir()) if p.is_file()}
+
+
+def saved_time(ckpt: Path) -> float:
+    """When a checkpoint was written, as a Unix time (its config.json's modification time)."""
+    return (Path(ckpt) / CONFIG).stat().st_mtime
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes in the files under ``path`` (symbolic links are not followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed while we looked
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 # --------------------------------------------------------------------------- finding
 
 
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
     return path.is_dir() and not (path / CONFIG).is_file() and bool(checkpoint_folders(path))
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The run folders directly in ``root``, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if is_run_dir(p))
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:

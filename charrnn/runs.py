@@ -11,6 +11,10 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 * optimisation: batch 64 streams x 64-character windows, AdamW with lr 5e-3 (GRU), 3e-3 (LSTM)
   or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
 * length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
+
+Besides checkpoints, a run appends its measurements to ``metrics.jsonl`` in its folder (see
+:meth:`Run._log_metrics`): a ``step`` record every :func:`metrics_every` steps, an ``eval``
+record per validation, and ``start`` / ``end`` records around each session.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from .data import (
 )
 from .distributed import SINGLE, Dist, barrier, broadcast_text
 from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
+from .evaluation import LN2
 from .model import CELLS, CharRNN, ModelConfig
 from .tokenizers import (
     KINDS,
@@ -61,6 +66,9 @@ from .training import (
     Callback,
     Evaluated,
     Event,
+    Finished,
+    Started,
+    Stepped,
     TrainConfig,
     Trainer,
     TrainerState,
@@ -335,6 +343,26 @@ def auto_train_config(
     return cfg, notice
 
 
+def metrics_every(tc: TrainConfig) -> int:
+    """Steps between ``step`` records in metrics.jsonl: about ten per evaluation interval
+    (every 20 steps when the run never evaluates)."""
+    return max(1, tc.eval_every // 10) if tc.eval_every > 0 else 20
+
+
+def _sig(x: float) -> float:
+    """``x`` to 6 significant digits, to keep metrics.jsonl readable."""
+    return float(f"{x:.6g}")
+
+
+def _train_fields(loss: float | None, lr: float | None, rate: float | None) -> dict[str, Any]:
+    return {
+        "train_loss": None if loss is None else _sig(loss),
+        "train_bits_per_char": None if loss is None else _sig(loss / LN2),
+        "lr": None if lr is None else _sig(lr),
+        "chars_per_sec": None if rate is None else round(rate),
+    }
+
+
 def _unique_run_dir(root: Path, stem: str) -> Path:
     cand = root / stem
     i = 2
@@ -374,6 +402,8 @@ class Run:
         self.best_path: Path | None = None
         self.trainer: Trainer | None = None
         self._last_metrics: dict[str, Any] = {}
+        self.metrics_log = ck.MetricsLog(run_dir)
+        self._last_step: Stepped | None = None
 
     @property
     def chars_per_token(self) -> float:
@@ -452,6 +482,7 @@ class Run:
         return m
 
     def _on_event(self, event: Event) -> None:
+        self._log_metrics(event)
         if isinstance(event, Evaluated):
             self._last_metrics = {
                 "val_loss": event.val.nats,
@@ -484,9 +515,50 @@ class Run:
         except BaseException:
             self._discard_if_empty()
             raise
+        finally:
+            self.metrics_log.close()
         if self.saved_step != state.step:
             self.save(state, best=False)
         return state
+
+    def _log_metrics(self, event: Event) -> None:
+        """Append what ``event`` measured to metrics.jsonl (step records only now and then)."""
+        assert self.trainer is not None
+        if not self.dist.is_main:
+            return
+        s = self.trainer.state
+        common = {"step": event.step, "time": _sig(s.elapsed), "chars": s.tokens}
+        record: dict[str, Any]
+        if isinstance(event, Started):
+            record = {"event": "start", **common, "resumed": event.resumed}
+            record["parameters"] = event.parameters
+        elif isinstance(event, Stepped):
+            self._last_step = event
+            if event.step % metrics_every(self.train_config) != 0:
+                return
+            record = {"event": "step", **common, "epoch": _sig(event.epoch)}
+            record.update(_train_fields(event.loss, event.lr, event.tokens_per_sec))
+        elif isinstance(event, Evaluated):
+            last = self._last_step
+            record = {"event": "eval", **common, "epoch": _sig(event.epoch)}
+            record.update(
+                _train_fields(
+                    event.train_loss,
+                    last.lr if last else None,
+                    last.tokens_per_sec if last else None,
+                )
+            )
+            record.update(
+                val_loss=_sig(event.val.nats),
+                val_bits_per_char=_sig(event.val.bits),
+                best=event.is_best,
+            )
+        elif isinstance(event, Finished):
+            record = {"event": "end", **common, "reason": event.reason}
+        else:
+            return
+        record["wall"] = round(time.time(), 3)
+        self.metrics_log.write(record)
 
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""

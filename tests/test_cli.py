@@ -23,11 +23,18 @@ def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None
     return runner.invoke(app, args, input=input, env=env)
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity"])
+@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity", "runs", "info", "plot"])
 def test_every_command_has_help_with_examples(command: str) -> None:
     r = invoke([command, "--help"])
     assert r.exit_code == 0
     assert "Examples" in r.output and f"charrnn {command}" in r.output
+
+
+def test_top_level_help_shows_examples_and_completion() -> None:
+    r = invoke(["--help"])
+    assert r.exit_code == 0
+    assert "Examples" in r.output and "charrnn runs --sort bpc" in r.output
+    assert "--install-completion" in r.output and "--show-completion" in r.output
 
 
 @pytest.mark.parametrize(
@@ -198,3 +205,69 @@ def test_sample_into_closed_pipe_is_quiet(trained_run: Path) -> None:
     )
     assert len(r.stdout) == 10
     assert r.stderr.strip() == "status=0", r.stderr
+
+
+# ----------------------------------------------------------------------- training view
+
+
+def _tiny_train_args(corpus: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        str(corpus),
+        "--out",
+        str(out),
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--embed-dim",
+        "8",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "30",
+        "--eval-every",
+        "10",
+    ]
+
+
+def test_sample_previews_show_and_do_not_change_training(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:8000])
+    with_previews = invoke([*_tiny_train_args(corpus, tmp_path / "a"), "--sample-every", "2"])
+    assert with_previews.exit_code == 0, with_previews.output
+    assert "sample at step 20:" in with_previews.output
+    assert "sample at step 10:" not in with_previews.output  # every second evaluation
+    assert "\n  | " in with_previews.output
+    plain = invoke(_tiny_train_args(corpus, tmp_path / "b"))  # not a terminal: no previews
+    assert plain.exit_code == 0, plain.output
+    assert "sample at step" not in plain.output
+    assert "step     30  epoch" in plain.output and "(best)" in plain.output
+    a = (tmp_path / "a" / "step-00000030" / "model.safetensors").read_bytes()
+    b = (tmp_path / "b" / "step-00000030" / "model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_metrics_jsonl_of_a_real_run(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:8000])
+    r = run_cli(_tiny_train_args(corpus, tmp_path / "run"), tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"metrics: {tmp_path / 'run' / 'metrics.jsonl'}" in r.stderr
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]  # every line is a whole JSON object
+    # --eval-every 10: a step record every step (a tenth of it), an eval record every 10.
+    assert [r["event"] for r in records] == ["start", *(["step"] * 10 + ["eval"]) * 3, "end"]
+    assert [r["step"] for r in records if r["event"] == "step"] == list(range(1, 31))
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [e["step"] for e in evals] == [10, 20, 30]
+    keys = {"step", "epoch", "time", "chars", "train_loss", "val_loss", "val_bits_per_char"}
+    keys |= {"lr", "chars_per_sec", "best", "wall", "train_bits_per_char"}
+    for e in evals:
+        assert keys <= set(e), e
+        assert math.isclose(e["val_bits_per_char"], e["val_loss"] / math.log(2), rel_tol=1e-5)
+        assert e["chars"] == e["step"] * 8 * 16 and e["lr"] > 0 and e["time"] > 0
+    assert evals[0]["best"] is True
+    assert [e["time"] for e in evals] == sorted(e["time"] for e in evals)

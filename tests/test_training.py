@@ -128,3 +128,35 @@ def test_nonfinite_steps_are_skipped_then_training_stops(tmp_path: Path) -> None
         trainer.run()
     assert sum(isinstance(e, Skipped) for e in events) == 5
     assert trainer.state.step == 0
+
+
+def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    run = start_run(_request(corpus, tmp_path / "r", max_steps=12, eval_every=10), CPU)
+    run.train(should_stop=lambda: run.trainer is not None and run.trainer.state.step >= 7)
+    resumed = resume_run(TrainRequest(resume=str(tmp_path / "r")), CPU)
+    resumed.train()
+    records = ck.read_metrics(tmp_path / "r")
+    kinds = [(r["event"], r["step"]) for r in records]
+    # eval_every 10 -> a step record every step; evals at 10 and at the end (12).
+    assert kinds == [
+        ("start", 0),
+        *[("step", i) for i in range(1, 8)],
+        ("end", 7),
+        ("start", 7),
+        *[("step", i) for i in range(8, 11)],
+        ("eval", 10),
+        ("step", 11),
+        ("step", 12),
+        ("eval", 12),
+        ("end", 12),
+    ]
+    ev = records[kinds.index(("eval", 10))]
+    assert ev["chars"] == 10 * 8 * 16 and ev["time"] > 0 and ev["lr"] > 0
+    assert ev["val_bits_per_char"] == pytest.approx(ev["val_loss"] / 0.693147, rel=1e-4)
+    assert ev["best"] is True and ev["chars_per_sec"] > 0
+    assert ev["train_bits_per_char"] == pytest.approx(ev["train_loss"] / 0.693147, rel=1e-4)
+    times = [r["time"] for r in records if r["event"] == "step"]
+    assert times == sorted(times)  # training time carries on across the resume
+    assert records[-1]["reason"] == "max_steps"

@@ -12,6 +12,14 @@ import sys
 
 import typer
 
+from .catalog import (
+    INFO_EPILOG,
+    PLOT_EPILOG,
+    RUNS_EPILOG,
+    info_command,
+    plot_command,
+    runs_command,
+)
 from .common import user_errors
 from .generate import EVAL_EPILOG, SAMPLE_EPILOG, eval_command, sample_command
 from .train import TRAIN_EPILOG, train_command
@@ -23,12 +31,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Examples:\n\n"
+        "  charrnn train corpora/verses.txt && charrnn sample | head\n\n"
+        "  charrnn runs --sort bpc\n\n"
+        "Shell completion: charrnn --install-completion (or --show-completion SHELL)."
+    ),
 )
 
 
 app.command("train", epilog=TRAIN_EPILOG)(user_errors(train_command))
 app.command("sample", epilog=SAMPLE_EPILOG)(user_errors(sample_command))
 app.command("eval-perplexity", epilog=EVAL_EPILOG)(user_errors(eval_command))
+app.command("runs", epilog=RUNS_EPILOG)(user_errors(runs_command))
+app.command("info", epilog=INFO_EPILOG)(user_errors(info_command))
+app.command("plot", epilog=PLOT_EPILOG)(user_errors(plot_command))
 
 
 # ------------------------------------------------------------------------------ entry point

@@ -4,145 +4,26 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from types import FrameType
-from typing import Any
 
 import torch
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import distributed
 from ..device import resolve_device
 from ..errors import CharRNNError
-from ..evaluation import LN2
 from ..runs import Run, TrainRequest, resume_run, start_run
-from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
-from .common import (
-    checkpoints_root,
-    err,
-    format_duration,
-    live_display,
-    parse_duration,
-    set_threads,
-)
+from .common import checkpoints_root, err, live_display, parse_duration, set_threads
+from .view import Reporter
 
 TRAIN_EPILOG = (
     "Examples:\n\n"
     "  charrnn train corpora/verses.txt --cell gru\n\n"
     "  charrnn train novel.txt --max-time 10m --hidden 512\n\n"
     "  cat *.c | charrnn train - --out checkpoints/c-code\n\n"
-    "  charrnn train --resume checkpoints/verses-gru --max-time 5m"
+    "  charrnn train --resume checkpoints/verses-gru --max-time 5m\n\n"
+    "  charrnn train corpora/verses.txt --max-steps 2000 --sample-every 2 2> train.log"
 )
-
-
-def _k(x: float) -> str:
-    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
-
-
-class Reporter:
-    """Renders training events on stderr: a live bar on a terminal, log lines otherwise."""
-
-    def __init__(self, run: Run, live: bool) -> None:
-        self.run = run
-        self.live = live
-        self.progress: Progress | None = None
-        self.task: Any = None
-        self.last_val: str = "-"
-        self.last_line = 0.0
-        self.t0 = time.perf_counter()
-
-    def header(self, device: str) -> None:
-        r = self.run
-        mc = r.model.config
-        tc = r.train_config
-        limits = []
-        if tc.max_time:
-            limits.append(f"time {format_duration(tc.max_time)}")
-        if tc.max_steps:
-            limits.append(f"{tc.max_steps} steps")
-        if tc.max_epochs:
-            limits.append(f"{tc.max_epochs:g} epochs")
-        verb = "resuming" if r.resumed else "training"
-        err.print(
-            f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
-            f"parameters) on {r.corpus.info['train_chars']:,} characters, vocabulary "
-            f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
-            f"device {device}; stops at {' or '.join(limits)}",
-            markup=False,
-        )
-        err.print(f"run folder: {r.run_dir}", markup=False)
-        for n in r.notices:
-            err.print(f"note: {n}", markup=False)
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Started) and self.live:
-            self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=1000, info="")
-        elif isinstance(event, Stepped):
-            info = (
-                f"step {event.step}  loss {event.loss:.3f}  val {self.last_val} bpc  "
-                f"{_k(event.tokens_per_sec)} chars/s"
-            )
-            if self.progress is not None:
-                done = 0 if event.progress != event.progress else event.progress * 1000
-                self.progress.update(self.task, completed=done, info=info)
-        elif isinstance(event, Evaluated):
-            self.last_val = f"{event.val.bits:.3f}"
-            train = f"{event.train_loss:.4f}" if event.train_loss is not None else "-"
-            mark = "  (best)" if event.is_best else ""
-            line = (
-                f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "
-                f"val {event.val.nats_per_char:.4f} nats = {event.val.bits:.4f} bits/char{mark}"
-            )
-            self._log(line)
-        elif isinstance(event, Skipped):
-            self._log(f"step {event.step}: skipped, {event.reason}")
-        elif isinstance(event, Finished) and self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-    def _log(self, line: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(line, markup=False)
-        else:
-            err.print(line, markup=False)
-
-    def summary(self, state: Any, reason: str) -> None:
-        r = self.run
-        tl = state.train_loss
-        lines = [
-            f"done ({reason.replace('_', ' ')}): {state.step} steps, {state.tokens:,} "
-            f"characters seen, {format_duration(time.perf_counter() - self.t0)}",
-        ]
-        ratio = r.chars_per_token  # 1 for characters; converts subword losses to per character
-        if tl is not None:
-            tl /= ratio
-            lines.append(f"train loss {tl:.4f} nats/char = {tl / LN2:.4f} bits/char")
-        if state.best_val is not None:
-            import math
-
-            bv = state.best_val / ratio
-            lines.append(
-                f"best val loss {bv:.4f} nats/char = {bv / LN2:.4f} "
-                f"bits/char, perplexity {math.exp(bv):.3f} (step {state.best_step})"
-            )
-        best = r.best_path or r.last_saved
-        lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")
-        lines.append(f"sample with: charrnn sample -c {r.run_dir}")
-        for line in lines:
-            err.print(line, markup=False)
 
 
 def train_command(
@@ -202,6 +83,12 @@ def train_command(
         "strict", "--errors", help="On undecodable bytes: strict, replace or ignore."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
+    sample_every: int | None = typer.Option(
+        None,
+        "--sample-every",
+        min=0,
+        help="Show a short sample every N evaluations; 0 = never [1 on a terminal, else 0].",
+    ),
 ) -> None:
     """Train a model on text files; checkpoints go to a run folder."""
     if errors not in ("strict", "replace", "ignore"):
@@ -261,17 +148,22 @@ def train_command(
         root=str(checkpoints_root()),
     )
     try:
-        _train(req, dev, d, quiet)
+        _train(req, dev, d, quiet, sample_every)
     finally:
         distributed.teardown(d)
 
 
-def _train(req: TrainRequest, dev: torch.device, d: distributed.Dist, quiet: bool) -> None:
+def _train(
+    req: TrainRequest, dev: torch.device, d: distributed.Dist, quiet: bool, sample_every: int | None
+) -> None:
     if req.precision == "fp16" and dev.type != "cuda":
         raise CharRNNError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
     run = resume_run(req, dev, d) if req.resume else start_run(req, dev, d)
     quiet = quiet or not d.is_main  # only rank 0 talks
-    reporter = Reporter(run, live=live_display() and not quiet)
+    live = live_display()
+    if sample_every is None:
+        sample_every = 1 if live else 0
+    reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
     if not quiet:
         where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
         reporter.header(where)

@@ -1,0 +1,179 @@
+"""What is on disk: summaries of runs and checkpoints, for ``charrnn runs``, ``info`` and ``plot``.
+
+Everything is read through :mod:`charrnn.checkpoint` (the module that owns the files); nothing
+here prints, and no weights are loaded: parameter counts come from the model config.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint as ck
+from .errors import CheckpointError
+from .evaluation import LN2
+from .model import CharRNN, ModelConfig
+from .vocab import UNK
+
+SORT_KEYS = ("name", "when", "bpc", "params", "steps")
+
+
+def count_parameters(model: dict[str, Any]) -> int:
+    """Parameters of the model a config describes (built on the meta device: no memory)."""
+    try:
+        mc = ModelConfig.from_dict(model)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"invalid model config ({e})") from None
+    with torch.device("meta"):
+        return CharRNN(mc).num_parameters()
+
+
+def corpus_name(data: dict[str, Any]) -> str:
+    """Short name of a run's corpus: the first file's name, ``+N`` for more files."""
+    sources = data.get("sources") or []
+    if not sources:
+        return "-"
+    first = Path(str(sources[0])).name
+    if first == "corpus-stdin.txt" or first == "-":
+        first = "<stdin>"
+    return first + (f" +{len(sources) - 1}" if len(sources) > 1 else "")
+
+
+def best_bits(metrics: dict[str, Any]) -> float | None:
+    best = metrics.get("best_val_loss")
+    return None if best is None else best / LN2
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    path: str
+    corpus: str
+    tokenizer: str
+    cell: str
+    layers: int
+    hidden: int
+    parameters: int
+    steps: int
+    best_val_bits_per_char: float | None
+    best_step: int | None
+    saved_at: str  # when the newest checkpoint was written, as config.json says
+    modified: float  # the same as a Unix time (from the file), for sorting
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    """One run folder, from its newest checkpoint's config.json."""
+    run_dir = Path(run_dir)
+    newest = ck.newest_checkpoint(run_dir)
+    if newest is None:
+        raise CheckpointError(f"{run_dir}: no complete checkpoint")
+    config = ck.read_config(newest)
+    model = config.get("model") or {}
+    metrics = config.get("metrics") or {}
+    try:
+        parameters = count_parameters(model)
+    except CheckpointError as e:
+        raise CheckpointError(f"{newest / ck.CONFIG}: {e}") from None
+    return RunSummary(
+        name=run_dir.name,
+        path=str(run_dir),
+        corpus=corpus_name(config.get("data") or {}),
+        tokenizer=str((config.get("tokenizer") or {}).get("type", "char")),
+        cell=str(model.get("cell", "?")),
+        layers=int(model.get("layers", 0)),
+        hidden=int(model.get("hidden", 0)),
+        parameters=parameters,
+        steps=int(metrics.get("step", 0)),
+        best_val_bits_per_char=best_bits(metrics),
+        best_step=metrics.get("best_step"),
+        saved_at=str(config.get("saved_at", "")),
+        modified=ck.saved_time(newest),
+        size_bytes=ck.disk_usage(run_dir),
+    )
+
+
+def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
+    """Runs in ``root`` (or ``root`` itself if it is a run), and one line per unreadable run."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: no such folder")
+    candidates = [root] if ck.is_run_dir(root) else ck.run_folders(root)
+    runs, problems = [], []
+    for path in candidates:
+        try:
+            runs.append(summarize_run(path))
+        except CheckpointError as e:
+            problems.append(str(e))
+    return runs, problems
+
+
+def sort_runs(runs: list[RunSummary], key: str, reverse: bool = False) -> list[RunSummary]:
+    """Sort by ``key``: name A-Z, when newest first, bpc best first, params and steps most
+    first. Runs without a validation figure go last when sorting by bpc."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}")
+    if key == "name":
+        out = sorted(runs, key=lambda r: r.name)
+    elif key == "when":
+        out = sorted(runs, key=lambda r: -r.modified)
+    elif key == "bpc":
+
+        def bpc(r: RunSummary) -> tuple[bool, float, str]:
+            b = r.best_val_bits_per_char
+            return (b is None, 0.0 if b is None else b, r.name)
+
+        out = sorted(runs, key=bpc)
+    elif key == "params":
+        out = sorted(runs, key=lambda r: (-r.parameters, r.name))
+    else:
+        out = sorted(runs, key=lambda r: (-r.steps, r.name))
+    return out[::-1] if reverse else out
+
+
+def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
+    """What ``charrnn info`` shows, as plain data: where, when, model, vocabulary (the first
+    ``preview`` entries, ``<UNK>`` first), training arguments, data and final metrics."""
+    ckpt = ck.resolve_checkpoint(Path(path))
+    config = ck.read_config(ckpt)
+    vocab = ck.load_vocab(ckpt)
+    model = config.get("model") or {}
+    try:
+        parameters = count_parameters(model)
+    except CheckpointError as e:
+        raise CheckpointError(f"{ckpt / ck.CONFIG}: {e}") from None
+    run_dir = ckpt.parent
+    pointers = [p for p in (ck.BEST, ck.LATEST) if ck.read_pointer(run_dir, p) == ckpt.name]
+    files = ck.file_sizes(ckpt)
+    return {
+        "checkpoint": str(ckpt),
+        "run": str(run_dir),
+        "pointers": pointers,
+        "saved_at": config.get("saved_at"),
+        "charrnn_version": config.get("charrnn_version"),
+        "format_version": config.get("format_version"),
+        "model": model,
+        "parameters": parameters,
+        "tokenizer": config.get("tokenizer") or {"type": "char"},
+        "vocab": {
+            "size": len(vocab),
+            "unk": UNK,
+            "preview": vocab.itos[:preview],
+            "unigram_entropy_bits": round(vocab.unigram_entropy_bits(), 4),
+        },
+        "training": config.get("training") or {},
+        "data": config.get("data") or {},
+        "metrics": config.get("metrics") or {},
+        "files": files,
+    }
+
+
+def local_time(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))

@@ -1,0 +1,232 @@
+"""``charrnn runs``, ``charrnn info`` and ``charrnn plot``: look at what training left on disk.
+
+Tables, descriptions and JSON are data, so they go to stdout; notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .. import catalog
+from ..errors import CharRNNError
+from .common import (
+    StdoutClosed,
+    checkpoints_root,
+    err,
+    find_checkpoint,
+    format_duration,
+    silence_stdout,
+    write_out,
+)
+
+RUNS_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn runs\n\n"
+    "  charrnn runs experiments/ --sort bpc\n\n"
+    "  charrnn runs --json | jq '.[0].best_val_bits_per_char'"
+)
+INFO_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn info checkpoints/verses-gru\n\n"
+    "  charrnn info checkpoints/verses-gru/step-00000400 --json"
+)
+PLOT_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn plot checkpoints/verses-gru checkpoints/verses-lstm --out curves.png\n\n"
+    "  charrnn plot checkpoints/* --out all.svg --width 1400 --height 500\n\n"
+    "Needs matplotlib: pip install 'charrnn[plot]'."
+)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _out(text: str) -> None:
+    try:
+        write_out(text)
+    except StdoutClosed:
+        silence_stdout()
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], left: int = 1) -> str:
+    """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for row in table:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def runs_command(
+    folder: Path | None = typer.Argument(
+        None, help="Folder of runs, or one run [default: $CHARRNN_CHECKPOINTS or ./checkpoints]."
+    ),
+    sort: str = typer.Option(
+        "when", "--sort", "-s", help="name, when (newest first), bpc, params or steps."
+    ),
+    reverse: bool = typer.Option(False, "--reverse", "-r", help="Reverse the order."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List training runs: corpus, model, steps, best validation bits/char, age, size."""
+    if sort not in catalog.SORT_KEYS:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(catalog.SORT_KEYS)}", param_hint="--sort"
+        )
+    root = folder if folder is not None else checkpoints_root()
+    runs, problems = catalog.list_runs(root)
+    for p in problems:
+        err.print(f"charrnn: note: skipped {p}", markup=False)
+    runs = catalog.sort_runs(runs, sort, reverse)
+    if as_json:
+        _out(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False) + "\n")
+        return
+    if not runs:
+        err.print(f"no runs in {root}; train one with `charrnn train FILE`", markup=False)
+        return
+    header: tuple[str, ...] = ("name", "corpus", "tok", "cell", "layers x hidden", "params")
+    header += ("steps", "best bpc", "when", "size")
+    rows: list[tuple[str, ...]] = []
+    for r in runs:
+        bpc = r.best_val_bits_per_char
+        rows.append(
+            (
+                r.name,
+                r.corpus,
+                r.tokenizer,
+                r.cell,
+                f"{r.layers}x{r.hidden}",
+                f"{r.parameters:,}",
+                str(r.steps),
+                "-" if bpc is None else f"{bpc:.3f}",
+                catalog.local_time(r.modified),
+                human_bytes(r.size_bytes),
+            )
+        )
+    _out(format_table(header, rows, left=4))
+
+
+# ------------------------------------------------------------------------------ info
+
+
+def _show_char(ch: str) -> str:
+    names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␠"}
+    if ch in names:
+        return names[ch]
+    if len(ch) == 1 and (ord(ch) < 32 or ord(ch) == 127):
+        return f"\\x{ord(ch):02x}"
+    return ch
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if v is None:
+        return "-"
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v) or "-"
+    return str(v)
+
+
+def info_text(d: dict[str, Any]) -> str:
+    m = d["model"]
+    met = d["metrics"]
+    vocab = d["vocab"]
+    shown = " ".join(_show_char(c) for c in vocab["preview"])
+    more = vocab["size"] - len(vocab["preview"])
+    pointers = f" ({' and '.join(d['pointers'])} of its run)" if d["pointers"] else ""
+    lines = [
+        f"checkpoint  {d['checkpoint']}{pointers}",
+        f"saved       {d['saved_at']} by charrnn {d['charrnn_version']} "
+        f"(format {d['format_version']})",
+        f"model       {str(m.get('cell', '?')).upper()} {m.get('layers')}x{m.get('hidden')}, "
+        f"{d['parameters']:,} parameters",
+        f"tokenizer   {d['tokenizer'].get('type', 'char')}, {vocab['size']} entries "
+        f"(unigram entropy {vocab['unigram_entropy_bits']:.3f} bits/char)",
+        f"vocabulary  {shown}" + (f"  (+{more} more)" if more > 0 else ""),
+    ]
+    if met:
+        summary = f"step {met.get('step', '-')}"
+        if met.get("tokens") is not None:
+            summary += f", {met['tokens']:,} characters seen"
+        if met.get("elapsed") is not None:
+            summary += f", {format_duration(met['elapsed'])} of training"
+        lines.append(f"progress    {summary}")
+        if met.get("val_bits_per_char") is not None:
+            lines.append(
+                f"val         {met['val_loss']:.4f} nats/char = {met['val_bits_per_char']:.4f} "
+                f"bits/char, perplexity {met.get('val_perplexity', float('nan')):.3f}"
+            )
+        best = catalog.best_bits(met)
+        if best is not None:
+            lines.append(f"best val    {best:.4f} bits/char (step {met.get('best_step')})")
+    for title, section in (
+        ("model config", m),
+        ("training arguments", d["training"]),
+        ("data", d["data"]),
+        ("final metrics", met),
+    ):
+        lines.append("")
+        lines.append(f"{title}:")
+        width = max((len(k) for k in section), default=0)
+        lines += [f"  {k.ljust(width)}  {_value(v)}" for k, v in section.items()]
+    lines.append("")
+    lines.append("files:")
+    width = max((len(k) for k in d["files"]), default=0)
+    lines += [f"  {k.ljust(width)}  {human_bytes(n)}" for k, n in d["files"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def info_command(
+    checkpoint: Path | None = typer.Argument(
+        None, help="Run folder (its best checkpoint) or checkpoint folder [default: newest run]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Describe a checkpoint: model, parameters, vocabulary, training arguments, metrics."""
+    d = catalog.describe_checkpoint(find_checkpoint(checkpoint))
+    if as_json:
+        _out(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _out(info_text(d))
+
+
+# ------------------------------------------------------------------------------ plot
+
+
+def plot_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders (or their metrics.jsonl) to compare."),
+    out: Path = typer.Option(
+        Path("curves.png"), "--out", "-o", help="Image to write: .png, .svg or .pdf."
+    ),
+    width: int = typer.Option(1000, "--width", min=200, max=10000, help="Width in pixels."),
+    height: int = typer.Option(420, "--height", min=150, max=10000, help="Height in pixels."),
+) -> None:
+    """Plot validation bits/char against training time and characters seen, one line per run."""
+    from ..plotting import curves, figure
+
+    fig = figure(curves(runs), width=width, height=height)
+    try:
+        fig.savefig(out, dpi=100)
+    except (OSError, ValueError) as e:
+        raise CharRNNError(f"{out}: cannot write the image ({e})") from None
+    err.print(
+        f"wrote {out} ({width}x{height}, {len(runs)} run{'s' if len(runs) > 1 else ''})",
+        markup=False,
+    )

@@ -1,0 +1,227 @@
+"""The live view of ``charrnn train`` on stderr.
+
+On a terminal: a rich progress bar towards whichever limit comes first (steps, epochs or time)
+with its ETA, the running train loss, the last validation bits/char and whether it is the best so
+far, the learning rate and chars/s; each evaluation is logged above the bar, with a short sample
+every ``sample_every`` evaluations. When stderr is not a terminal the same facts come as plain
+lines: one per evaluation and a progress line every :data:`PLAIN_EVERY` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..evaluation import LN2
+from ..runs import Run
+from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
+from .common import err, format_duration
+
+PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
+PREVIEW_CHARS = 240  # characters per sample preview
+PREVIEW_LINES = 6  # at most this many lines of it are shown
+PREVIEW_WIDTH = 100  # and each is cut to this many characters
+
+
+def _k(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+class Reporter:
+    """Renders training events on stderr: a live bar on a terminal, log lines otherwise."""
+
+    def __init__(self, run: Run, live: bool, sample_every: int = 0) -> None:
+        self.run = run
+        self.live = live
+        self.sample_every = sample_every
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.last_bits: float | None = None
+        self.last_is_best = False
+        best = run.state.best_val if run.state is not None else None
+        # Losses are per token; this turns them into per character (1 for characters).
+        self.ratio = run.chars_per_token
+        self.best_bits: float | None = None if best is None else best / self.ratio / LN2
+        self.evaluations = 0
+        self.last_line = time.perf_counter()
+        self.first: tuple[float, float] | None = None  # (session seconds, progress) at step 1
+        self.last_step: Stepped | None = None
+        self.t0 = time.perf_counter()
+
+    def header(self, device: str) -> None:
+        r = self.run
+        mc = r.model.config
+        tc = r.train_config
+        limits = []
+        if tc.max_time:
+            limits.append(f"time {format_duration(tc.max_time)}")
+        if tc.max_steps:
+            limits.append(f"{tc.max_steps} steps")
+        if tc.max_epochs:
+            limits.append(f"{tc.max_epochs:g} epochs")
+        verb = "resuming" if r.resumed else "training"
+        err.print(
+            f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
+            f"parameters) on {r.corpus.info['train_chars']:,} characters, vocabulary "
+            f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
+            f"device {device}; stops at {' or '.join(limits)}",
+            markup=False,
+        )
+        err.print(f"run folder: {r.run_dir}", markup=False)
+        for n in r.notices:
+            err.print(f"note: {n}", markup=False)
+
+    # -- what to show ----------------------------------------------------------------------
+
+    def limit_text(self, event: Stepped) -> str:
+        """Where the run stands against the limit it will hit first, e.g. ``step 120/500``."""
+        tc = self.run.train_config
+        options: list[tuple[float, str]] = []
+        if tc.max_steps:
+            options.append((event.step / tc.max_steps, f"step {event.step}/{tc.max_steps}"))
+        if tc.max_epochs:
+            options.append(
+                (event.epoch / tc.max_epochs, f"epoch {event.epoch:.2f}/{tc.max_epochs:g}")
+            )
+        if tc.max_time:
+            text = f"{format_duration(event.elapsed)}/{format_duration(tc.max_time)}"
+            options.append((event.elapsed / tc.max_time, text))
+        if not options:
+            return f"step {event.step}"
+        return max(options)[1]
+
+    def eta(self, event: Stepped) -> float | None:
+        """Seconds left, from how fast progress has moved in this session (exact for time)."""
+        if math.isnan(event.progress):
+            return None
+        if self.first is None:
+            self.first = (event.elapsed, event.progress)
+            return None
+        t1, p1 = self.first
+        if event.progress <= p1 or event.elapsed <= t1:
+            return None
+        rate = (event.progress - p1) / (event.elapsed - t1)
+        return max(0.0, (1.0 - event.progress) / rate)
+
+    def val_text(self) -> str:
+        if self.last_bits is None:
+            return "val -" if self.best_bits is None else f"val - (best {self.best_bits:.3f})"
+        if self.last_is_best or self.best_bits is None:
+            return f"val {self.last_bits:.3f} bpc (best)"
+        return f"val {self.last_bits:.3f} bpc (best {self.best_bits:.3f})"
+
+    def info(self, event: Stepped) -> str:
+        return (
+            f"loss {event.loss / self.ratio:.3f} = {event.loss / self.ratio / LN2:.3f} bpc  "
+            f"{self.val_text()}  "
+            f"lr {event.lr:.2e}  {_k(event.tokens_per_sec)} chars/s"
+        )
+
+    # -- events ----------------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Started) and self.live:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta {task.fields[eta]}"),
+                console=err,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1000, info="", eta="-")
+        elif isinstance(event, Stepped):
+            self.on_step(event)
+        elif isinstance(event, Evaluated):
+            self.on_eval(event)
+        elif isinstance(event, Skipped):
+            self._log(f"step {event.step}: skipped, {event.reason}")
+        elif isinstance(event, Finished) and self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_step(self, event: Stepped) -> None:
+        self.last_step = event
+        eta = self.eta(event)
+        eta_text = "-" if eta is None else format_duration(eta)
+        if self.progress is not None:
+            done = 0 if math.isnan(event.progress) else event.progress * 1000
+            self.progress.update(
+                self.task,
+                completed=done,
+                description=self.limit_text(event),
+                info=self.info(event),
+                eta=eta_text,
+            )
+            return
+        now = time.perf_counter()
+        if now - self.last_line >= PLAIN_EVERY:
+            self.last_line = now
+            pct = "" if math.isnan(event.progress) else f"{event.progress * 100:.0f}%  "
+            self._log(f"{self.limit_text(event)}  {pct}eta {eta_text}  {self.info(event)}")
+
+    def on_eval(self, event: Evaluated) -> None:
+        self.evaluations += 1
+        self.last_bits = event.val.bits
+        self.last_is_best = event.is_best
+        if event.is_best:
+            self.best_bits = event.val.bits
+        tl = event.train_loss
+        train = f"{tl / self.ratio:.4f}" if tl is not None else "-"
+        mark = "  (best)" if event.is_best else ""
+        lr = f"  lr {self.last_step.lr:.2e}" if self.last_step is not None else ""
+        line = (
+            f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "
+            f"val {event.val.nats_per_char:.4f} nats = {event.val.bits:.4f} bits/char{lr}{mark}"
+        )
+        self._log(line)
+        self.last_line = time.perf_counter()
+        if self.sample_every and self.evaluations % self.sample_every == 0:
+            self._preview(event.step)
+
+    def _preview(self, step: int) -> None:
+        """A short sample from the model as it is now (its own seeded generator: the training
+        RNG is not touched, so previews never change what is trained)."""
+        from ..sampling import SampleConfig, generate
+
+        cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
+        text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
+        lines = [
+            "  | " + line[:PREVIEW_WIDTH] for line in text.rstrip().split("\n")[:PREVIEW_LINES]
+        ]
+        self._log("\n".join([f"sample at step {step}:", *lines]))
+
+    def _log(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False)
+        else:
+            err.print(line, markup=False)
+
+    def summary(self, state: Any, reason: str) -> None:
+        r = self.run
+        tl = state.train_loss
+        lines = [
+            f"done ({reason.replace('_', ' ')}): {state.step} steps, {state.tokens:,} "
+            f"characters seen, {format_duration(time.perf_counter() - self.t0)}",
+        ]
+        if tl is not None:
+            tl /= self.ratio
+            lines.append(f"train loss {tl:.4f} nats/char = {tl / LN2:.4f} bits/char")
+        if state.best_val is not None:
+            bv = state.best_val / self.ratio
+            lines.append(
+                f"best val loss {bv:.4f} nats/char = {bv / LN2:.4f} "
+                f"bits/char, perplexity {math.exp(bv):.3f} (step {state.best_step})"
+            )
+        best = r.best_path or r.last_saved
+        lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")
+        lines.append(f"metrics: {r.metrics_log.path}")
+        lines.append(f"sample with: charrnn sample -c {r.run_dir}")
+        for line in lines:
+            err.print(line, markup=False)
