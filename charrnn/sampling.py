@@ -3,6 +3,12 @@
 ``generate`` yields text pieces as they are produced (one per step), so callers can stream them.
 Temperature 0 is greedy decoding; ``top_k`` keeps the k most likely characters and ``top_p``
 the smallest set whose probability reaches p (nucleus sampling). ``<UNK>`` is never sampled.
+
+On the CPU the steps run in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead)
+and characters are drawn by inverse CDF with a NumPy generator seeded from ``seed``; the plain
+path (``fast=False``, and always on other devices) feeds the model one step at a time and
+draws with ``torch.multinomial``. Both draw from the same distribution; for a given seed the
+two paths give different (equally likely) texts.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from . import fastpath
 from .model import CharRNN, Hidden
 from .vocab import UNK_ID, Vocab
 
@@ -104,13 +112,14 @@ def generate(
     prime: str = "",
     config: SampleConfig | None = None,
     stop: str | None = None,
+    fast: bool = True,
 ) -> Iterator[str]:
     """Yield the prime, then up to ``config.length`` generated characters one at a time.
 
     With ``stop``, generation ends where the generated text (not the prime) first contains it;
-    the stop string itself is not yielded.
+    the stop string itself is not yielded. ``fast=False`` uses the plain step-by-step path.
     """
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=1)
+    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=1, fast=fast)
     head = next(steps)[0]
     if head:
         yield head
@@ -126,9 +135,10 @@ def generate_many(
     prime: str = "",
     config: SampleConfig | None = None,
     stop: str | None = None,
+    fast: bool = True,
 ) -> list[str]:
     """``n`` independent samples computed side by side (one batch)."""
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=n)
+    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=n, fast=fast)
     heads = next(steps)
     chunks: list[list[str]] = [[] for _ in range(n)]
     for pieces in steps:
@@ -144,6 +154,14 @@ def generate_many(
 
 
 def _generate(
+    model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, batch: int, fast: bool = True
+) -> Iterator[list[str]]:
+    if fast and fastpath.supports(model):
+        return _generate_fast(model, vocab, prime, cfg, batch)
+    return _generate_plain(model, vocab, prime, cfg, batch)
+
+
+def _generate_plain(
     model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, batch: int
 ) -> Iterator[list[str]]:
     was_training = model.training
@@ -164,6 +182,81 @@ def _generate(
             yield [itos[i] for i in tokens.tolist()]
     finally:
         model.train(was_training)
+
+
+class FastPicker:
+    """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, as :func:`_pick`
+    does for tensors: the same distribution (``next_token_probs``), drawn by inverse CDF with
+    one uniform number per stream from ``rng``."""
+
+    def __init__(self, cfg: SampleConfig, batch: int, vocab_size: int, rng: np.random.Generator):
+        self.cfg = cfg
+        self.rng = rng
+        self.batch = batch
+        self.inv_t = 1.0 / cfg.temperature if cfg.temperature > 0 else 0.0
+        self.simple = cfg.top_k is None and (cfg.top_p is None or cfg.top_p >= 1.0)
+        self.z = np.empty((batch, vocab_size), np.float32)
+        self.cdf = np.empty((batch, vocab_size), np.float32)
+        self.m = np.empty((batch, 1), np.float32)
+
+    def weights_cdf(self, logits: np.ndarray) -> np.ndarray:
+        """Cumulative (unnormalised) sampling weights (B, V); writes into ``logits``."""
+        logits[:, UNK_ID] = -np.inf
+        if self.simple:
+            z = self.z
+            np.max(logits, axis=1, keepdims=True, out=self.m)
+            np.subtract(logits, self.m, out=z)  # max entry exactly 0, as next_token_probs
+            np.multiply(z, self.inv_t, out=z)
+            np.exp(z, out=z)
+        else:
+            cfg = self.cfg
+            t = torch.from_numpy(logits)
+            z = next_token_probs(t, cfg.temperature, cfg.top_k, cfg.top_p).numpy()
+        return np.cumsum(z, axis=1, out=self.cdf)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        if self.cfg.temperature == 0:
+            logits[:, UNK_ID] = -np.inf
+            return np.argmax(logits, axis=1)
+        cdf = self.weights_cdf(logits)
+        if self.batch == 1:
+            u = self.rng.random() * float(cdf[0, -1])
+            return np.searchsorted(cdf[0], [u], side="right")
+        u = self.rng.random(self.batch) * cdf[:, -1]  # (B,), each below its row's total
+        return np.count_nonzero(cdf <= u[:, None], axis=1)
+
+
+def _generate_fast(
+    model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, batch: int
+) -> Iterator[list[str]]:
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(cfg.seed)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
+            rnn = fastpath.FastRNN(model, batch)
+            rnn.set_state(hidden)
+    finally:
+        model.train(was_training)
+    yield [head] * batch
+    rng = np.random.default_rng(cfg.seed)
+    pick = FastPicker(cfg, batch, model.config.vocab_size, rng)
+    itos = vocab.itos
+    step = rnn.step
+    if batch == 1:
+        tok = int(tokens[0])
+        for _ in range(cfg.length):
+            tok = int(pick(step(tok))[0])
+            yield [itos[tok]]
+    else:
+        ids = tokens.numpy()
+        for _ in range(cfg.length):
+            ids = pick(step(ids))
+            yield [itos[i] for i in ids.tolist()]
 
 
 @contextlib.contextmanager
