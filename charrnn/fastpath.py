@@ -10,17 +10,22 @@ Dimension names: B streams, H hidden size, G gates (LSTM 4, GRU 3, RNN 1), V voc
 
 How the weights are laid out (PyTorch's own formulas, rearranged, never approximated)::
 
-    layer 0 input:  table[v] = embedding[v] @ W_ih0^T + b_ih0 (+ b_hh0 where it is additive)
-                    (V, G*H): the first layer's input projection becomes a row lookup
-    layer l >= 1:   gi = h_{l-1} @ W_ih^T + b   (B, G*H)      gh = h_l @ W_hh^T   (B, G*H)
+    state   S = [h_0, 1, h_1, 1, ...]  (B, N*(H+1)): every layer's state followed by a constant 1,
+            so that a bias is one more row of its matrix and rides along in the product
+    layer 0 input:  table[v] = embedding[v] @ W_ih0^T + b_ih0   (V, G*H): a row lookup
+    layer 0:        gh = [h_0, 1] @ [W_hh0^T; b_hh0]
+    layer l >= 1:   gi = [h_{l-1}, 1] @ [W_ih^T; b_ih]     gh = [h_l, 1] @ [W_hh^T; b_hh]
     sigmoid gates:  rows scaled by 1/2 (exact in binary), so one tanh serves every gate:
                     sigmoid(x) = 0.5 + 0.5 * tanh(x / 2)
     LSTM rows:      PyTorch's i, f, g, o reordered to i, f, o, g (the sigmoids side by side)
-    GRU:            r, z, n with n = tanh(gi_n + r * (gh_n + b_hn))
-    biases:         a last row of the matrices, multiplied by a constant 1 kept after each state
+    GRU:            r, z, n with n = tanh(gi_n + r * gh_n), h' = n + z * (h - n)
+    output layer:   logits = [h_last, 1] @ [W^T; b] * scale, optionally with one column
+                    (<UNK>) forced to -inf: the sampler folds 1 / temperature and the mask in
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -43,21 +48,22 @@ def _np(t: torch.Tensor) -> np.ndarray:
 class FastRNN:
     """A CharRNN's weights as NumPy arrays, with the state of ``batch`` streams.
 
-    ``step(tokens)`` feeds one token per stream and returns the logits (B, V) in a buffer that
-    the next step overwrites.
+    ``step(tokens)`` feeds one token per stream ((B,) ints, or an int when B is 1) and returns
+    the logits (B, V) in a buffer that the next step overwrites. ``head_scale`` multiplies the
+    logits and ``mask`` (a token id) gets a logit of -inf; the defaults give the model's logits.
     """
 
-    def __init__(self, model: CharRNN, batch: int = 1) -> None:
+    def __init__(
+        self, model: CharRNN, batch: int = 1, head_scale: float = 1.0, mask: int | None = None
+    ) -> None:
         if not supports(model):
             raise ValueError("FastRNN needs a float32 model on the CPU")
         c = model.config
         self.cell = c.cell
-        self.layers = c.layers
+        self.layers = N = c.layers
         self.hidden_size = H = c.hidden
         self.batch = B = batch
         self.vocab_size = V = c.vocab_size
-        G = {"lstm": 4, "gru": 3, "rnn": 1}[c.cell]
-        self.gates = G
         rnn = model.rnn
 
         # Row permutation and scale per gate block: applied to W_ih, W_hh and both biases.
@@ -74,63 +80,46 @@ class FastRNN:
             a = _np(t)[rows]
             return a * (scale[:, None] if a.ndim == 2 else scale)
 
-        emb = _np(model.embedding.weight)  # (V, E)
+        def with_bias(w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+            """(in+1, G*H): W^T with the bias as last row."""
+            return np.vstack([arrange(w).T, arrange(b)[None, :]])
+
         H1 = H + 1
-        # The states of all layers side by side, each followed by a constant 1 so that the
-        # biases ride along in the matrix products: S = [h_0, 1, h_1, 1, ...]  (B, N*(H+1)).
-        self.S = np.zeros((B, c.layers * H1), F32)
+        self.S = np.zeros((B, N * H1), F32)
         self.S[:, H::H1] = 1.0
-        self.h = [self.S[:, k * H1 : k * H1 + H] for k in range(c.layers)]  # views (B, H)
-        self.hx = [self.S[:, k * H1 : (k + 1) * H1] for k in range(c.layers)]  # [h_k, 1]
-        self.c = [np.zeros((B, H), F32) for _ in range(c.layers)] if c.cell == "lstm" else []
-        # Per layer: W_i (in+1, G*H) with the input bias as last row (layer 0 has the table
-        # instead), W_h (H+1, G*H) with the recurrent bias as last row.
-        self.wi: list[np.ndarray] = []
-        self.wh: list[np.ndarray] = []
-        for layer in range(c.layers):
-            w_ih = arrange(getattr(rnn, f"weight_ih_l{layer}"))  # (G*H, in)
-            w_hh = arrange(getattr(rnn, f"weight_hh_l{layer}"))  # (G*H, H)
-            b_ih = arrange(getattr(rnn, f"bias_ih_l{layer}"))
-            b_hh = arrange(getattr(rnn, f"bias_hh_l{layer}"))
-            if layer == 0:
-                # (V, G*H): float64 accumulation, rounded once.
-                table = emb.astype(np.float64) @ w_ih.T.astype(np.float64) + b_ih
-                self.table = np.ascontiguousarray(table.astype(F32))
-                self.wi.append(self.table)  # not used by step()
-            else:
-                self.wi.append(np.ascontiguousarray(np.vstack([w_ih.T, b_ih[None, :]])))
-            self.wh.append(np.ascontiguousarray(np.vstack([w_hh.T, b_hh[None, :]])))
-        w_head = _np(model.head.weight).T  # (H, V)
-        self.head = np.ascontiguousarray(np.vstack([w_head, _np(model.head.bias)[None, :]]))
+        self.h = [self.S[:, k * H1 : k * H1 + H] for k in range(N)]  # views (B, H)
+        self.c = [np.zeros((B, H), F32) for _ in range(N)] if c.cell == "lstm" else []
+        hx = [self.S[:, k * H1 : (k + 1) * H1] for k in range(N)]  # [h_k, 1]
+        pair = [self.S[:, (k - 1) * H1 : (k + 1) * H1] for k in range(1, N)]  # [h_k-1, 1, h_k, 1]
 
-        GH = G * H
-        self.gi = np.empty((B, GH), F32)
-        self.gh = np.empty((B, GH), F32)
-        self.pre = np.empty((B, GH), F32)
-        self.tmp = np.empty((B, H), F32)
-        self.tmp2 = np.empty((B, H), F32)
-        self.logits = np.empty((B, V), F32)
-        self.half = np.full((B, GH), 0.5, F32)  # arrays are cheaper operands than scalars
-        self._views()
-
-    def _views(self) -> None:
-        """Slices of the buffers, made once: slicing costs time on every step."""
-        H, pre, gi, gh, half = self.hidden_size, self.pre, self.gi, self.gh, self.half
-        if self.cell == "lstm":
-            self._lstm = (pre[:, : 3 * H], half[:, : 3 * H], pre[:, :H], pre[:, H : 2 * H])
-            self._lstm2 = (pre[:, 2 * H : 3 * H], pre[:, 3 * H :])
-        elif self.cell == "gru":
-            self._gru = (
-                pre[:, : 2 * H],  # r, z (as one block)
-                half[:, : 2 * H],
-                pre[:, :H],  # r
-                pre[:, H : 2 * H],  # z
-                pre[:, 2 * H :],  # n
-                gi[:, : 2 * H],
-                gi[:, 2 * H :],
-                gh[:, : 2 * H],
-                gh[:, 2 * H :],
+        emb = _np(model.embedding.weight).astype(np.float64)  # (V, E)
+        w_ih0 = arrange(rnn.weight_ih_l0).astype(np.float64)  # (G*H, E)
+        self.table = np.ascontiguousarray((emb @ w_ih0.T + arrange(rnn.bias_ih_l0)).astype(F32))
+        self.wh = [
+            np.ascontiguousarray(
+                with_bias(getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
             )
+            for k in range(N)
+        ]
+        self.wi = [self.table] + [
+            np.ascontiguousarray(
+                with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
+            )
+            for k in range(1, N)
+        ]
+        head = np.vstack([_np(model.head.weight).T, _np(model.head.bias)[None, :]]) * F32(
+            head_scale
+        )
+        if mask is not None:
+            head[:, mask] = 0.0
+            head[-1, mask] = -np.inf
+        self.head = np.ascontiguousarray(head.astype(F32))  # (H+1, V)
+        self.logits = np.empty((B, V), F32)
+        self.step: Callable[[np.ndarray | int], np.ndarray] = {
+            "lstm": self._lstm_step,
+            "gru": self._gru_step,
+            "rnn": self._rnn_step,
+        }[c.cell](hx, pair)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -156,52 +145,118 @@ class FastRNN:
             return hidden_from_tensors("lstm", [h, torch.from_numpy(np.stack(self.c))])
         return h
 
-    # -- one step ---------------------------------------------------------------------------
+    # -- the steps: closures over local names, one per cell type ------------------------------
 
-    def step(self, tokens: np.ndarray | int) -> np.ndarray:
-        """Feed one token per stream ((B,) ints, or an int when B is 1); return the logits
-        (B, V), in a buffer that the next step overwrites."""
-        gi = self.table[tokens]  # (B, G*H) or (G*H,): a row view when ``tokens`` is an int
-        cell = self._cell
-        cell(0, gi)
-        for layer in range(1, self.layers):
-            np.dot(self.hx[layer - 1], self.wi[layer], out=self.gi)
-            cell(layer, self.gi)
-        np.dot(self.hx[-1], self.head, out=self.logits)
-        return self.logits
+    def _gru_step(
+        self, hx: list[np.ndarray], pair: list[np.ndarray]
+    ) -> Callable[[np.ndarray | int], np.ndarray]:
+        H, B = self.hidden_size, self.batch
+        table, wi, wh, head, logits = self.table, self.wi, self.wh, self.head, self.logits
+        gi, gh, pre = (np.empty((B, 3 * H), F32) for _ in range(3))
+        tmp, d = np.empty((B, H), F32), np.empty((B, H), F32)
+        half = np.full((B, 2 * H), 0.5, F32)  # arrays are cheaper operands than Python floats
+        rz, r, z, n = pre[:, : 2 * H], pre[:, :H], pre[:, H : 2 * H], pre[:, 2 * H :]
+        gi_rz, gi_n, gh_rz, gh_n = gi[:, : 2 * H], gi[:, 2 * H :], gh[:, : 2 * H], gh[:, 2 * H :]
+        hs = self.h
+        last = hx[-1]
+        upper = [(hx[k - 1], wi[k], hx[k], wh[k], hs[k]) for k in range(1, self.layers)]
+        hx0, wh0, h0 = hx[0], wh[0], hs[0]
+        dot, add, sub, mul, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
 
-    def _cell(self, layer: int, gi: np.ndarray) -> None:
-        h, gh, pre = self.h[layer], self.gh, self.pre
-        np.dot(self.hx[layer], self.wh[layer], out=gh)
-        if self.cell == "lstm":
-            c, tmp = self.c[layer], self.tmp
-            sig, half, i, f = self._lstm
-            o, g = self._lstm2
-            np.add(gi, gh, out=pre)
-            np.tanh(pre, out=pre)
-            np.multiply(sig, half, out=sig)
-            np.add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
-            np.multiply(c, f, out=c)
-            np.multiply(i, g, out=tmp)
-            np.add(c, tmp, out=c)
-            np.tanh(c, out=tmp)
-            np.multiply(o, tmp, out=h)
-        elif self.cell == "gru":
-            tmp, d = self.tmp, self.tmp2
-            rz, half, r, z, n, gi_rz, gi_n, gh_rz, gh_n = self._gru
-            if gi is not self.gi:  # layer 0: a table row
-                H = self.hidden_size
-                gi_rz, gi_n = gi[..., : 2 * H], gi[..., 2 * H :]
-            np.add(gi_rz, gh_rz, out=rz)
-            np.tanh(rz, out=rz)
-            np.multiply(rz, half, out=rz)
-            np.add(rz, half, out=rz)  # r, z
-            np.multiply(r, gh_n, out=tmp)
-            np.add(tmp, gi_n, out=tmp)
-            np.tanh(tmp, out=n)  # n
-            np.subtract(h, n, out=d)
-            np.multiply(d, z, out=d)
-            np.add(n, d, out=h)  # h' = n + z * (h - n) = (1 - z) * n + z * h
-        else:
-            np.add(gi, gh, out=h)
-            np.tanh(h, out=h)
+        def cell(a_rz: np.ndarray, a_n: np.ndarray, h: np.ndarray) -> None:
+            add(a_rz, gh_rz, out=rz)
+            tanh(rz, out=rz)
+            mul(rz, half, out=rz)
+            add(rz, half, out=rz)  # r, z = sigmoid(...)
+            mul(r, gh_n, out=tmp)
+            add(tmp, a_n, out=tmp)
+            tanh(tmp, out=n)
+            sub(h, n, out=d)
+            mul(d, z, out=d)
+            add(n, d, out=h)  # h' = n + z * (h - n) = (1 - z) * n + z * h
+
+        def step(tokens: np.ndarray | int) -> np.ndarray:
+            a = table[tokens]  # (B, 3H), or (3H,): a row view when ``tokens`` is an int
+            dot(hx0, wh0, out=gh)
+            cell(a[..., : 2 * H], a[..., 2 * H :], h0)
+            for x_in, w_in, x_h, w_h, h in upper:
+                dot(x_in, w_in, out=gi)
+                dot(x_h, w_h, out=gh)
+                cell(gi_rz, gi_n, h)
+            dot(last, head, out=logits)
+            return logits
+
+        return step
+
+    def _lstm_step(
+        self, hx: list[np.ndarray], pair: list[np.ndarray]
+    ) -> Callable[[np.ndarray | int], np.ndarray]:
+        H, B = self.hidden_size, self.batch
+        table, head, logits = self.table, self.head, self.logits
+        pre, gh = np.empty((B, 4 * H), F32), np.empty((B, 4 * H), F32)
+        tmp = np.empty((B, H), F32)
+        half = np.full((B, 3 * H), 0.5, F32)
+        sig, i, f, o, g = (
+            pre[:, : 3 * H],
+            pre[:, :H],
+            pre[:, H : 2 * H],
+            pre[:, 2 * H : 3 * H],
+            pre[:, 3 * H :],
+        )
+        # Layers >= 1 as two products, not one over [h_k-1, 1, h_k, 1]: OpenBLAS runs matrices
+        # this large on several threads, which is much slower when the cores are busy.
+        gi = np.empty((B, 4 * H), F32)
+        upper = [
+            (hx[k - 1], self.wi[k], hx[k], self.wh[k], self.h[k], self.c[k])
+            for k in range(1, self.layers)
+        ]
+        hx0, wh0, h0, c0, last = hx[0], self.wh[0], self.h[0], self.c[0], hx[-1]
+        dot, add, mul, tanh = np.dot, np.add, np.multiply, np.tanh
+
+        def cell(h: np.ndarray, c: np.ndarray) -> None:
+            tanh(pre, out=pre)
+            mul(sig, half, out=sig)
+            add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
+            mul(c, f, out=c)
+            mul(i, g, out=tmp)
+            add(c, tmp, out=c)
+            tanh(c, out=tmp)
+            mul(o, tmp, out=h)
+
+        def step(tokens: np.ndarray | int) -> np.ndarray:
+            dot(hx0, wh0, out=gh)
+            add(table[tokens], gh, out=pre)
+            cell(h0, c0)
+            for x_in, w_in, x_h, w_h, h, c in upper:
+                dot(x_in, w_in, out=gi)
+                dot(x_h, w_h, out=gh)
+                add(gi, gh, out=pre)
+                cell(h, c)
+            dot(last, head, out=logits)
+            return logits
+
+        return step
+
+    def _rnn_step(
+        self, hx: list[np.ndarray], pair: list[np.ndarray]
+    ) -> Callable[[np.ndarray | int], np.ndarray]:
+        table, head, logits = self.table, self.head, self.logits
+        gh = np.empty((self.batch, self.hidden_size), F32)
+        upper = [
+            (pair[k - 1], np.ascontiguousarray(np.vstack([self.wi[k], self.wh[k]])), self.h[k])
+            for k in range(1, self.layers)
+        ]
+        hx0, wh0, h0, last = hx[0], self.wh[0], self.h[0], hx[-1]
+        dot, add, tanh = np.dot, np.add, np.tanh
+
+        def step(tokens: np.ndarray | int) -> np.ndarray:
+            dot(hx0, wh0, out=gh)
+            add(table[tokens], gh, out=h0)
+            tanh(h0, out=h0)
+            for x, w, h in upper:
+                dot(x, w, out=gh)  # not into h: it is part of x
+                tanh(gh, out=h)
+            dot(last, head, out=logits)
+            return logits
+
+        return step

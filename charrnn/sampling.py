@@ -14,6 +14,7 @@ two paths give different (equally likely) texts.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,6 @@ def _start(
     return torch.full((batch,), ids[-1], device=device), hidden, prime
 
 
-@torch.no_grad()
 def generate(
     model: CharRNN,
     vocab: Vocab,
@@ -127,7 +127,6 @@ def generate(
     yield from stop_at(rest, stop) if stop else rest
 
 
-@torch.no_grad()
 def generate_many(
     model: CharRNN,
     vocab: Vocab,
@@ -172,57 +171,103 @@ def _generate_plain(
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed)
     try:
-        tokens, hidden, head = _start(model, vocab, prime, batch, generator)
+        # Grad mode is set per step, not around the loop: a generator must not leave it
+        # changed for its caller between steps.
+        with torch.no_grad():
+            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
         yield [head] * batch
         itos = vocab.itos
         for _ in range(cfg.length):
-            with _no_onednn():
+            with torch.no_grad(), _no_onednn():
                 logits, hidden = model(tokens.view(batch, 1), hidden)  # (B, 1, V)
-            tokens = _pick(logits[:, -1, :], cfg, generator)  # (B,)
+                tokens = _pick(logits[:, -1, :], cfg, generator)  # (B,)
             yield [itos[i] for i in tokens.tolist()]
     finally:
         model.train(was_training)
 
 
+_EXP_CLIP = np.float32(80.0)
+_TOTAL_MAX = math.exp(79.0)  # below float32(e^80): one clipped entry is enough to exceed it
+_TOTAL_MIN = 1e-30
+
+
 class FastPicker:
     """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, as :func:`_pick`
     does for tensors: the same distribution (``next_token_probs``), drawn by inverse CDF with
-    one uniform number per stream from ``rng``."""
+    one uniform number per stream from ``rng``.
+
+    The stepper can fold part of the work into its output layer: build it with
+    ``head_scale=picker.head_scale`` and ``mask=picker.mask`` (:meth:`fold` does the same to
+    raw logits).
+    """
 
     def __init__(self, cfg: SampleConfig, batch: int, vocab_size: int, rng: np.random.Generator):
         self.cfg = cfg
         self.rng = rng
         self.batch = batch
-        self.inv_t = 1.0 / cfg.temperature if cfg.temperature > 0 else 0.0
+        self.greedy = cfg.temperature == 0
         self.simple = cfg.top_k is None and (cfg.top_p is None or cfg.top_p >= 1.0)
+        # Plain temperature sampling: logits / T with <UNK> at -inf come out of the stepper.
+        folded = self.simple and not self.greedy
+        self.head_scale = 1.0 / cfg.temperature if folded else 1.0
+        self.mask: int | None = UNK_ID if self.simple or self.greedy else None
         self.z = np.empty((batch, vocab_size), np.float32)
         self.cdf = np.empty((batch, vocab_size), np.float32)
         self.m = np.empty((batch, 1), np.float32)
 
-    def weights_cdf(self, logits: np.ndarray) -> np.ndarray:
-        """Cumulative (unnormalised) sampling weights (B, V); writes into ``logits``."""
-        logits[:, UNK_ID] = -np.inf
-        if self.simple:
-            z = self.z
-            np.max(logits, axis=1, keepdims=True, out=self.m)
-            np.subtract(logits, self.m, out=z)  # max entry exactly 0, as next_token_probs
-            np.multiply(z, self.inv_t, out=z)
-            np.exp(z, out=z)
-        else:
-            cfg = self.cfg
-            t = torch.from_numpy(logits)
-            z = next_token_probs(t, cfg.temperature, cfg.top_k, cfg.top_p).numpy()
-        return np.cumsum(z, axis=1, out=self.cdf)
+    def fold(self, logits: np.ndarray) -> np.ndarray:
+        """Raw logits (B, V) as the stepper built for this picker returns them."""
+        out = (logits * np.float32(self.head_scale)).astype(np.float32)
+        if self.mask is not None:
+            out[:, self.mask] = -np.inf
+        return out
 
-    def __call__(self, logits: np.ndarray) -> np.ndarray:
-        if self.cfg.temperature == 0:
-            logits[:, UNK_ID] = -np.inf
-            return np.argmax(logits, axis=1)
-        cdf = self.weights_cdf(logits)
-        if self.batch == 1:
-            u = self.rng.random() * float(cdf[0, -1])
-            return np.searchsorted(cdf[0], [u], side="right")
-        u = self.rng.random(self.batch) * cdf[:, -1]  # (B,), each below its row's total
+    def weights_cdf(self, z: np.ndarray) -> np.ndarray:
+        """Cumulative (unnormalised) sampling weights (B, V) from folded logits ``z`` (B, V)."""
+        if not self.simple:
+            cfg = self.cfg
+            probs = next_token_probs(torch.from_numpy(z), cfg.temperature, cfg.top_k, cfg.top_p)
+            return np.add.accumulate(probs.numpy(), axis=1, out=self.cdf)
+        e, cdf = self.z, self.cdf
+        # exp(min(z, 80)): no overflow; a total that reaches e^80 (or underflows) means some
+        # row needs the max-subtracted form that next_token_probs uses.
+        np.minimum(z, _EXP_CLIP, out=e)
+        np.exp(e, out=e)
+        np.add.accumulate(e, axis=1, out=cdf)
+        total = cdf[:, -1]
+        if not (float(total.max()) < _TOTAL_MAX and float(total.min()) > _TOTAL_MIN):
+            self._stable(z, cdf)
+        return cdf
+
+    def _stable(self, z: np.ndarray, cdf: np.ndarray) -> None:
+        e = self.z
+        np.max(z, axis=1, keepdims=True, out=self.m)
+        np.subtract(z, self.m, out=e)  # each row's maximum is exactly 0
+        np.exp(e, out=e)
+        np.add.accumulate(e, axis=1, out=cdf)
+
+    def pick1(self, z: np.ndarray) -> int:
+        """The next token for one stream from its folded logits ``z`` (V,)."""
+        if self.greedy:
+            return int(z.argmax())
+        if not self.simple:
+            return int(self(z[None, :])[0])
+        e, cdf = self.z[0], self.cdf[0]
+        np.minimum(z, _EXP_CLIP, out=e)
+        np.exp(e, out=e)
+        np.add.accumulate(e, out=cdf)
+        total = float(cdf[-1])
+        if not _TOTAL_MIN < total < _TOTAL_MAX:
+            self._stable(z[None, :], self.cdf[:1])
+            total = float(cdf[-1])
+        return int(cdf.searchsorted(self.rng.random() * total, side="right"))
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """Token ids (B,) for folded logits ``z`` (B, V)."""
+        if self.greedy:
+            return np.argmax(z, axis=1)
+        cdf = self.weights_cdf(z)
+        u = self.rng.random(z.shape[0]) * cdf[:, -1]  # (B,), each below its row's total
         return np.count_nonzero(cdf <= u[:, None], axis=1)
 
 
@@ -233,24 +278,26 @@ def _generate_fast(
     if cfg.seed is not None:
         generator = torch.Generator()
         generator.manual_seed(cfg.seed)
+    pick = FastPicker(cfg, batch, model.config.vocab_size, np.random.default_rng(cfg.seed))
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             tokens, hidden, head = _start(model, vocab, prime, batch, generator)
-            rnn = fastpath.FastRNN(model, batch)
+            rnn = fastpath.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
             rnn.set_state(hidden)
     finally:
         model.train(was_training)
     yield [head] * batch
-    rng = np.random.default_rng(cfg.seed)
-    pick = FastPicker(cfg, batch, model.config.vocab_size, rng)
     itos = vocab.itos
     step = rnn.step
     if batch == 1:
         tok = int(tokens[0])
+        z = rnn.logits[0]  # (V,): the buffer every step writes
+        pick1 = pick.pick1
         for _ in range(cfg.length):
-            tok = int(pick(step(tok))[0])
+            step(tok)
+            tok = pick1(z)
             yield [itos[tok]]
     else:
         ids = tokens.numpy()

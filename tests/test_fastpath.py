@@ -74,7 +74,15 @@ def test_only_float32_cpu() -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"temperature": 1.0}, {"temperature": 0.3}, {"top_k": 5}, {"top_p": 0.8}, {"top_p": 0.9}],
+    [
+        {"temperature": 1.0},
+        {"temperature": 0.3},
+        {"temperature": 0.001},  # logits / T overflow float32: the fallback subtracts the max
+        {"temperature": 1e4},
+        {"top_k": 5},
+        {"top_p": 0.8},
+        {"top_p": 0.9},
+    ],
 )
 def test_picker_distribution_is_next_token_probs(kw: dict) -> None:  # type: ignore[type-arg]
     torch.manual_seed(1)
@@ -83,7 +91,7 @@ def test_picker_distribution_is_next_token_probs(kw: dict) -> None:  # type: ign
     cfg = SampleConfig(**kw)
     want = next_token_probs(logits, cfg.temperature, cfg.top_k, cfg.top_p)
     picker = FastPicker(cfg, 3, V, np.random.default_rng(0))
-    cdf = torch.from_numpy(picker.weights_cdf(logits.numpy().copy()).copy())
+    cdf = torch.from_numpy(picker.weights_cdf(picker.fold(logits.numpy())).copy())
     got = torch.diff(cdf / cdf[:, -1:], dim=1, prepend=torch.zeros(3, 1))
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
 
@@ -92,13 +100,15 @@ def test_picker_draws_by_inverse_cdf() -> None:
     logits = torch.log(torch.tensor([[1e-9, 0.5, 0.0001, 0.3, 0.2 - 0.0001]]))
     cfg = SampleConfig(temperature=1.0)
     picker = FastPicker(cfg, 1, 5, np.random.default_rng(0))
-    draws = [int(picker(logits.numpy().copy())[0]) for _ in range(20_000)]
+    folded = picker.fold(logits.numpy())
+    draws = [int(picker(folded)[0]) for _ in range(20_000)]
     freq = np.bincount(draws, minlength=5) / len(draws)
     assert freq[UNK_ID] == 0
     # Seeded, so deterministic; 20k draws put each frequency within ~0.01 of its probability.
     assert np.allclose(freq, [0.0, 0.5, 0.0001, 0.3, 0.1999], atol=0.015)
     many = FastPicker(cfg, 4, 5, np.random.default_rng(0))
-    ids = np.concatenate([many(np.repeat(logits.numpy(), 4, axis=0)) for _ in range(5000)])
+    folded4 = many.fold(np.repeat(logits.numpy(), 4, axis=0))
+    ids = np.concatenate([many(folded4) for _ in range(5000)])
     freq4 = np.bincount(ids, minlength=5) / ids.size
     assert freq4[UNK_ID] == 0 and np.allclose(freq4, freq, atol=0.015)
 
@@ -127,3 +137,14 @@ def test_fast_sampling_seeded_and_bounded(loaded: ck.LoadedModel) -> None:
     outs = generate_many(loaded.model, loaded.vocab, 5, "", SampleConfig(length=50, seed=2))
     assert outs == generate_many(loaded.model, loaded.vocab, 5, "", SampleConfig(length=50, seed=2))
     assert len(set(outs)) > 1 and all(len(o) == 50 for o in outs)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.001, 0.0])
+def test_one_stream_picker_draws_like_the_batched_one(temperature: float) -> None:
+    torch.manual_seed(2)
+    cfg = SampleConfig(temperature=temperature)
+    a = FastPicker(cfg, 1, V, np.random.default_rng(9))
+    b = FastPicker(cfg, 1, V, np.random.default_rng(9))
+    for _ in range(300):
+        z = a.fold((torch.randn(1, V) * 4).numpy())
+        assert a.pick1(z[0]) == int(b(z)[0])
