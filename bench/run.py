@@ -192,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     scale = 0.1 if args.quick else 1.0
     threads = torch.get_num_threads()
     py = [sys.executable, "-m", "charrnn"]
-    rows: list[tuple[str, str, str]] = []  # (what, figure, ratio)
 
     def log(msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    class Rows(list):  # (what, figure, ratio); each row is also logged as soon as it is known
+        def append(self, row: tuple[str, str, str]) -> None:
+            super().append(row)
+            log("  ".join(row))
+
+    rows = Rows()
 
     # 1. GEMM peak
     log("GEMM peak")
@@ -363,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.tensor(vocab.encode(corpus.read_text(encoding="utf-8")[:400_000]))
     probes = []
     for hidden in (256, 512) if not args.quick else (32,):
-        steps = 1 if args.quick else (10 if hidden <= 256 else 4)
-        pr = train_probe(hidden, steps, reps, ids, len(vocab))
+        steps = 1 if args.quick else (5 if hidden <= 256 else 2)
+        pr = train_probe(hidden, steps, min(reps, 3), ids, len(vocab))
         probes.append(pr)
         rows.append(
             (

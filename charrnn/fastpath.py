@@ -41,6 +41,24 @@ def supports(model: CharRNN) -> bool:
     return w.device.type == "cpu" and w.dtype == torch.float32
 
 
+def _vector_views(batch: int) -> Callable[[np.ndarray], np.ndarray]:
+    """For one stream, buffers are used as 1-D views (ufuncs on vectors cost less per call)."""
+    if batch == 1:
+        return lambda a: a[0]
+    return lambda a: a
+
+
+def _torch_product(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    torch.mm(torch.from_numpy(x), torch.from_numpy(w), out=torch.from_numpy(out))
+
+
+def _product(batch: int) -> Callable[..., object]:
+    """``f(x, w, out=...)``: x @ w into out. One stream: NumPy's matrix-vector product (least
+    overhead). Several: torch's GEMM, which follows ``torch.set_num_threads`` (NumPy's BLAS
+    picks its own thread count, and extra threads are very slow on busy cores)."""
+    return np.dot if batch == 1 else _torch_product
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().to(torch.float32).cpu().numpy(), dtype=F32, copy=True)
 
@@ -151,17 +169,22 @@ class FastRNN:
         self, hx: list[np.ndarray], pair: list[np.ndarray]
     ) -> Callable[[np.ndarray | int], np.ndarray]:
         H, B = self.hidden_size, self.batch
-        table, wi, wh, head, logits = self.table, self.wi, self.wh, self.head, self.logits
-        gi, gh, pre = (np.empty((B, 3 * H), F32) for _ in range(3))
-        tmp, d = np.empty((B, H), F32), np.empty((B, H), F32)
-        half = np.full((B, 2 * H), 0.5, F32)  # arrays are cheaper operands than Python floats
-        rz, r, z, n = pre[:, : 2 * H], pre[:, :H], pre[:, H : 2 * H], pre[:, 2 * H :]
-        gi_rz, gi_n, gh_rz, gh_n = gi[:, : 2 * H], gi[:, 2 * H :], gh[:, : 2 * H], gh[:, 2 * H :]
-        hs = self.h
+        v = _vector_views(B)
+        table, wi, wh, head, logits = self.table, self.wi, self.wh, self.head, v(self.logits)
+        gi, gh, pre = (v(np.empty((B, 3 * H), F32)) for _ in range(3))
+        tmp, d = v(np.empty((B, H), F32)), v(np.empty((B, H), F32))
+        half = v(np.full((B, 2 * H), 0.5, F32))  # arrays are cheaper operands than Python floats
+        rz, r, z, n = pre[..., : 2 * H], pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
+        gi_rz, gi_n = gi[..., : 2 * H], gi[..., 2 * H :]
+        gh_rz, gh_n = gh[..., : 2 * H], gh[..., 2 * H :]
+        t_rz, t_n = table[:, : 2 * H], table[:, 2 * H :]
+        hs = [v(h) for h in self.h]
+        hx = [v(x) for x in hx]
         last = hx[-1]
         upper = [(hx[k - 1], wi[k], hx[k], wh[k], hs[k]) for k in range(1, self.layers)]
         hx0, wh0, h0 = hx[0], wh[0], hs[0]
-        dot, add, sub, mul, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
+        self_logits = self.logits
+        dot, add, sub, mul, tanh = _product(B), np.add, np.subtract, np.multiply, np.tanh
 
         def cell(a_rz: np.ndarray, a_n: np.ndarray, h: np.ndarray) -> None:
             add(a_rz, gh_rz, out=rz)
@@ -176,15 +199,15 @@ class FastRNN:
             add(n, d, out=h)  # h' = n + z * (h - n) = (1 - z) * n + z * h
 
         def step(tokens: np.ndarray | int) -> np.ndarray:
-            a = table[tokens]  # (B, 3H), or (3H,): a row view when ``tokens`` is an int
+            # Table rows: (B, 2H) and (B, H), or views (2H,) and (H,) when ``tokens`` is an int.
             dot(hx0, wh0, out=gh)
-            cell(a[..., : 2 * H], a[..., 2 * H :], h0)
+            cell(t_rz[tokens], t_n[tokens], h0)
             for x_in, w_in, x_h, w_h, h in upper:
                 dot(x_in, w_in, out=gi)
                 dot(x_h, w_h, out=gh)
                 cell(gi_rz, gi_n, h)
             dot(last, head, out=logits)
-            return logits
+            return self_logits
 
         return step
 
@@ -192,26 +215,22 @@ class FastRNN:
         self, hx: list[np.ndarray], pair: list[np.ndarray]
     ) -> Callable[[np.ndarray | int], np.ndarray]:
         H, B = self.hidden_size, self.batch
-        table, head, logits = self.table, self.head, self.logits
-        pre, gh = np.empty((B, 4 * H), F32), np.empty((B, 4 * H), F32)
-        tmp = np.empty((B, H), F32)
-        half = np.full((B, 3 * H), 0.5, F32)
-        sig, i, f, o, g = (
-            pre[:, : 3 * H],
-            pre[:, :H],
-            pre[:, H : 2 * H],
-            pre[:, 2 * H : 3 * H],
-            pre[:, 3 * H :],
-        )
+        v = _vector_views(B)
+        table, head, logits, self_logits = self.table, self.head, v(self.logits), self.logits
+        pre, gi, gh = (v(np.empty((B, 4 * H), F32)) for _ in range(3))
+        tmp = v(np.empty((B, H), F32))
+        half = v(np.full((B, 3 * H), 0.5, F32))
+        sig, i, f = pre[..., : 3 * H], pre[..., :H], pre[..., H : 2 * H]
+        o, g = pre[..., 2 * H : 3 * H], pre[..., 3 * H :]
+        hx = [v(x) for x in hx]
+        hs, cs = [v(h) for h in self.h], [v(c) for c in self.c]
         # Layers >= 1 as two products, not one over [h_k-1, 1, h_k, 1]: OpenBLAS runs matrices
         # this large on several threads, which is much slower when the cores are busy.
-        gi = np.empty((B, 4 * H), F32)
         upper = [
-            (hx[k - 1], self.wi[k], hx[k], self.wh[k], self.h[k], self.c[k])
-            for k in range(1, self.layers)
+            (hx[k - 1], self.wi[k], hx[k], self.wh[k], hs[k], cs[k]) for k in range(1, self.layers)
         ]
-        hx0, wh0, h0, c0, last = hx[0], self.wh[0], self.h[0], self.c[0], hx[-1]
-        dot, add, mul, tanh = np.dot, np.add, np.multiply, np.tanh
+        hx0, wh0, h0, c0, last = hx[0], self.wh[0], hs[0], cs[0], hx[-1]
+        dot, add, mul, tanh = _product(B), np.add, np.multiply, np.tanh
 
         def cell(h: np.ndarray, c: np.ndarray) -> None:
             tanh(pre, out=pre)
@@ -233,7 +252,7 @@ class FastRNN:
                 add(gi, gh, out=pre)
                 cell(h, c)
             dot(last, head, out=logits)
-            return logits
+            return self_logits
 
         return step
 
@@ -247,7 +266,7 @@ class FastRNN:
             for k in range(1, self.layers)
         ]
         hx0, wh0, h0, last = hx[0], self.wh[0], self.h[0], hx[-1]
-        dot, add, tanh = np.dot, np.add, np.tanh
+        dot, add, tanh = _product(self.batch), np.add, np.tanh
 
         def step(tokens: np.ndarray | int) -> np.ndarray:
             dot(hx0, wh0, out=gh)
