@@ -392,15 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     # RESULTS.md row
     res_path = Path(args.results)
     header = (
-        "| date | corpus | budget s | model | steps | train chars/s (% peak) | val nats/char | "
-        "val BPC | sample 1 chars/s (/ ceiling) | LSTM 1 (/ ceiling) | sample 64 (% peak) | "
-        "eval chars/s (% peak) | train step 256 / 512 (% peak) | GEMM peak GFLOP/s | "
-        "RSS train / sample MB |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| date | corpus | budget s | threads | model | steps | train chars/s (% peak) | "
+        "val nats/char | val BPC | sample 1 chars/s (/ ceiling) | LSTM 1 (/ ceiling) | "
+        "sample 64 (% peak) | eval chars/s (% peak) | train step 256 / 512 (% peak) | "
+        "GEMM peak GFLOP/s | RSS train / sample MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     probe_txt = " / ".join(f"{p['frac']:.0%}" for p in probes)
     row = (
         f"| {date}{' (quick)' if args.quick else ''} | {corpus.name} | {args.budget:g} | "
+        f"{threads} | "
         f"{label} | {metrics['step']} | {train_rate / 1e3:.1f}k ({train_frac:.0%}) | "
         f"{exact.nats:.4f} | {exact.bits:.4f} | {s1 / 1e3:.1f}k ({s1_ratio:.2f}) | "
         f"{lstm_rate / 1e3:.1f}k ({lstm_ratio:.2f}) | {s64 / 1e3:.1f}k "
