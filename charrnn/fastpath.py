@@ -119,7 +119,7 @@ class FastRNN:
             )
             for k in range(N)
         ]
-        self.wi = [self.table] + [
+        self.wi = [self.table] + [  # layer 0 reads the table instead
             np.ascontiguousarray(
                 with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
             )

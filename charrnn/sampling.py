@@ -206,7 +206,14 @@ class FastPicker:
         self.rng = rng
         self.batch = batch
         self.greedy = cfg.temperature == 0
-        self.simple = cfg.top_k is None and (cfg.top_p is None or cfg.top_p >= 1.0)
+        # The short path (exp of folded logits) serves plain temperature sampling down to
+        # T = 1e-4; top-k, top-p and smaller temperatures (1 / T could overflow float32
+        # weights) go through next_token_probs.
+        self.simple = (
+            cfg.top_k is None
+            and (cfg.top_p is None or cfg.top_p >= 1.0)
+            and (cfg.temperature == 0 or cfg.temperature >= 1e-4)
+        )
         # Plain temperature sampling: logits / T with <UNK> at -inf come out of the stepper.
         folded = self.simple and not self.greedy
         self.head_scale = 1.0 / cfg.temperature if folded else 1.0

@@ -79,6 +79,7 @@ def test_only_float32_cpu() -> None:
         {"temperature": 0.3},
         {"temperature": 0.001},  # logits / T overflow float32: the fallback subtracts the max
         {"temperature": 1e4},
+        {"temperature": 1e-30},  # 1 / T would overflow float32 weights: next_token_probs
         {"top_k": 5},
         {"top_p": 0.8},
         {"top_p": 0.9},
@@ -148,3 +149,10 @@ def test_one_stream_picker_draws_like_the_batched_one(temperature: float) -> Non
     for _ in range(300):
         z = a.fold((torch.randn(1, V) * 4).numpy())
         assert a.pick1(z[0]) == int(b(z)[0])
+
+
+def test_vanishing_temperature_is_greedy(loaded: ck.LoadedModel) -> None:
+    greedy = "".join(generate(loaded.model, loaded.vocab, "A", SampleConfig(100, 0.0)))
+    for t in (1e-6, 1e-30):
+        cfg = SampleConfig(length=100, temperature=t, seed=1)
+        assert "".join(generate(loaded.model, loaded.vocab, "A", cfg)) == greedy
