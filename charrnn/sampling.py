@@ -3,17 +3,26 @@
 ``generate`` yields text pieces as they are produced (one per step), so callers can stream them.
 Temperature 0 is greedy decoding; ``top_k`` keeps the k most likely characters and ``top_p``
 the smallest set whose probability reaches p (nucleus sampling). ``<UNK>`` is never sampled.
+
+On the CPU the steps run in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead)
+and characters are drawn by inverse CDF with a NumPy generator seeded from ``seed``; the plain
+path (``fast=False``, and always on other devices) feeds the model one step at a time and
+draws with ``torch.multinomial``. Both draw from the same distribution; for a given seed the
+two paths give different (equally likely) texts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from . import fastpath
 from .model import CharRNN, Hidden
 from .tokenizers import Tokenizer
 from .vocab import UNK_ID
@@ -98,20 +107,20 @@ def _start(
     return torch.full((batch,), ids[-1], device=device), hidden, prime
 
 
-@torch.no_grad()
 def generate(
     model: CharRNN,
     vocab: Tokenizer,
     prime: str = "",
     config: SampleConfig | None = None,
     stop: str | None = None,
+    fast: bool = True,
 ) -> Iterator[str]:
     """Yield the prime, then up to ``config.length`` generated characters one at a time.
 
     With ``stop``, generation ends where the generated text (not the prime) first contains it;
-    the stop string itself is not yielded.
+    the stop string itself is not yielded. ``fast=False`` uses the plain step-by-step path.
     """
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=1)
+    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=1, fast=fast)
     head = next(steps)[0]
     if head:
         yield head
@@ -119,7 +128,6 @@ def generate(
     yield from stop_at(rest, stop) if stop else rest
 
 
-@torch.no_grad()
 def generate_many(
     model: CharRNN,
     vocab: Tokenizer,
@@ -127,9 +135,10 @@ def generate_many(
     prime: str = "",
     config: SampleConfig | None = None,
     stop: str | None = None,
+    fast: bool = True,
 ) -> list[str]:
     """``n`` independent samples computed side by side (one batch)."""
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=n)
+    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=n, fast=fast)
     heads = next(steps)
     chunks: list[list[str]] = [[] for _ in range(n)]
     for pieces in steps:
@@ -145,6 +154,14 @@ def generate_many(
 
 
 def _generate(
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int, fast: bool = True
+) -> Iterator[list[str]]:
+    if fast and fastpath.supports(model):
+        return _generate_fast(model, vocab, prime, cfg, batch)
+    return _generate_plain(model, vocab, prime, cfg, batch)
+
+
+def _generate_plain(
     model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
 ) -> Iterator[list[str]]:
     was_training = model.training
@@ -155,16 +172,146 @@ def _generate(
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed)
     try:
-        tokens, hidden, head = _start(model, vocab, prime, batch, generator)
+        # Grad mode is set per step, not around the loop: a generator must not leave it
+        # changed for its caller between steps.
+        with torch.no_grad():
+            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
         yield [head] * batch
         itos = vocab.itos
         for _ in range(cfg.length):
-            with _no_onednn():
+            with torch.no_grad(), _no_onednn():
                 logits, hidden = model(tokens.view(batch, 1), hidden)  # (B, 1, V)
-            tokens = _pick(logits[:, -1, :], cfg, generator)  # (B,)
+                tokens = _pick(logits[:, -1, :], cfg, generator)  # (B,)
             yield [itos[i] for i in tokens.tolist()]
     finally:
         model.train(was_training)
+
+
+_EXP_CLIP = np.float32(80.0)
+_TOTAL_MAX = math.exp(79.0)  # below float32(e^80): one clipped entry is enough to exceed it
+_TOTAL_MIN = 1e-30
+
+
+class FastPicker:
+    """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, as :func:`_pick`
+    does for tensors: the same distribution (``next_token_probs``), drawn by inverse CDF with
+    one uniform number per stream from ``rng``.
+
+    The stepper can fold part of the work into its output layer: build it with
+    ``head_scale=picker.head_scale`` and ``mask=picker.mask`` (:meth:`fold` does the same to
+    raw logits).
+    """
+
+    def __init__(self, cfg: SampleConfig, batch: int, vocab_size: int, rng: np.random.Generator):
+        self.cfg = cfg
+        self.rng = rng
+        self.batch = batch
+        self.greedy = cfg.temperature == 0
+        # The short path (exp of folded logits) serves plain temperature sampling down to
+        # T = 1e-4; top-k, top-p and smaller temperatures (1 / T could overflow float32
+        # weights) go through next_token_probs.
+        self.simple = (
+            cfg.top_k is None
+            and (cfg.top_p is None or cfg.top_p >= 1.0)
+            and (cfg.temperature == 0 or cfg.temperature >= 1e-4)
+        )
+        # Plain temperature sampling: logits / T with <UNK> at -inf come out of the stepper.
+        folded = self.simple and not self.greedy
+        self.head_scale = 1.0 / cfg.temperature if folded else 1.0
+        self.mask: int | None = UNK_ID if self.simple or self.greedy else None
+        self.z = np.empty((batch, vocab_size), np.float32)
+        self.cdf = np.empty((batch, vocab_size), np.float32)
+        self.m = np.empty((batch, 1), np.float32)
+
+    def fold(self, logits: np.ndarray) -> np.ndarray:
+        """Raw logits (B, V) as the stepper built for this picker returns them."""
+        out = (logits * np.float32(self.head_scale)).astype(np.float32)
+        if self.mask is not None:
+            out[:, self.mask] = -np.inf
+        return out
+
+    def weights_cdf(self, z: np.ndarray) -> np.ndarray:
+        """Cumulative (unnormalised) sampling weights (B, V) from folded logits ``z`` (B, V)."""
+        if not self.simple:
+            cfg = self.cfg
+            probs = next_token_probs(torch.from_numpy(z), cfg.temperature, cfg.top_k, cfg.top_p)
+            return np.add.accumulate(probs.numpy(), axis=1, out=self.cdf)
+        e, cdf = self.z, self.cdf
+        # exp(min(z, 80)): no overflow; a total that reaches e^80 (or underflows) means some
+        # row needs the max-subtracted form that next_token_probs uses.
+        np.minimum(z, _EXP_CLIP, out=e)
+        np.exp(e, out=e)
+        np.add.accumulate(e, axis=1, out=cdf)
+        total = cdf[:, -1]
+        if not (float(total.max()) < _TOTAL_MAX and float(total.min()) > _TOTAL_MIN):
+            self._stable(z, cdf)
+        return cdf
+
+    def _stable(self, z: np.ndarray, cdf: np.ndarray) -> None:
+        e = self.z
+        np.max(z, axis=1, keepdims=True, out=self.m)
+        np.subtract(z, self.m, out=e)  # each row's maximum is exactly 0
+        np.exp(e, out=e)
+        np.add.accumulate(e, axis=1, out=cdf)
+
+    def pick1(self, z: np.ndarray) -> int:
+        """The next token for one stream from its folded logits ``z`` (V,)."""
+        if self.greedy:
+            return int(z.argmax())
+        if not self.simple:
+            return int(self(z[None, :])[0])
+        e, cdf = self.z[0], self.cdf[0]
+        np.minimum(z, _EXP_CLIP, out=e)
+        np.exp(e, out=e)
+        np.add.accumulate(e, out=cdf)
+        total = float(cdf[-1])
+        if not _TOTAL_MIN < total < _TOTAL_MAX:
+            self._stable(z[None, :], self.cdf[:1])
+            total = float(cdf[-1])
+        return int(cdf.searchsorted(self.rng.random() * total, side="right"))
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """Token ids (B,) for folded logits ``z`` (B, V)."""
+        if self.greedy:
+            return np.argmax(z, axis=1)
+        cdf = self.weights_cdf(z)
+        u = self.rng.random(z.shape[0]) * cdf[:, -1]  # (B,), each below its row's total
+        return np.count_nonzero(cdf <= u[:, None], axis=1)
+
+
+def _generate_fast(
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
+) -> Iterator[list[str]]:
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(cfg.seed)
+    pick = FastPicker(cfg, batch, model.config.vocab_size, np.random.default_rng(cfg.seed))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
+            rnn = fastpath.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
+            rnn.set_state(hidden)
+    finally:
+        model.train(was_training)
+    yield [head] * batch
+    itos = vocab.itos
+    step = rnn.step
+    if batch == 1:
+        tok = int(tokens[0])
+        z = rnn.logits[0]  # (V,): the buffer every step writes
+        pick1 = pick.pick1
+        for _ in range(cfg.length):
+            step(tok)
+            tok = pick1(z)
+            yield [itos[tok]]
+    else:
+        ids = tokens.numpy()
+        for _ in range(cfg.length):
+            ids = pick(step(ids))
+            yield [itos[i] for i in ids.tolist()]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from charrnn import checkpoint as ck
+from charrnn.fastpath import FastRNN, supports
+from charrnn.model import CELLS, CharRNN, ModelConfig
+from charrnn.sampling import FastPicker, SampleConfig, generate, generate_many, next_token_probs
+from charrnn.vocab import UNK_ID
+
+V = 23
+
+
+def _model(cell: str, layers: int, tie: bool = False) -> CharRNN:
+    torch.manual_seed(layers * 10 + CELLS.index(cell))
+    embed = 32 if tie else 12
+    cfg = ModelConfig(V, cell, layers, hidden=32, embed_dim=embed, tie_weights=tie)
+    model = CharRNN(cfg).eval()
+    with torch.no_grad():  # non-zero biases everywhere, so that misplaced ones show
+        for name, p in model.named_parameters():
+            if "bias" in name:
+                p.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("batch", [1, 4])
+def test_same_logits_and_state_as_forward(cell: str, layers: int, batch: int) -> None:
+    model = _model(cell, layers)
+    idx = torch.randint(0, V, (batch, 40))
+    start = model.init_hidden(batch)
+    start = tuple(t.normal_() for t in start) if isinstance(start, tuple) else start.normal_()
+    with torch.no_grad():
+        ref, ref_hidden = model(idx, start)  # (B, T, V)
+    fast = FastRNN(model, batch)
+    fast.set_state(start)
+    steps = []
+    for t in range(idx.size(1)):
+        tokens = int(idx[0, t]) if batch == 1 else idx[:, t].numpy()
+        steps.append(fast.step(tokens).copy())
+    torch.testing.assert_close(torch.from_numpy(np.stack(steps, axis=1)), ref)
+    got = fast.get_state()
+    want = ref_hidden
+    for a, b in zip(
+        got if isinstance(got, tuple) else (got,),
+        want if isinstance(want, tuple) else (want,),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+
+
+def test_tied_weights() -> None:
+    model = _model("gru", 2, tie=True)
+    idx = torch.randint(0, V, (1, 30))
+    with torch.no_grad():
+        ref, _ = model(idx)
+    fast = FastRNN(model, 1)
+    got = np.stack([fast.step(int(i)).copy() for i in idx[0]], axis=1)
+    torch.testing.assert_close(torch.from_numpy(got), ref)
+
+
+def test_only_float32_cpu() -> None:
+    model = _model("gru", 1)
+    assert supports(model)
+    assert not supports(model.double())
+    with pytest.raises(ValueError):
+        FastRNN(model)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"temperature": 1.0},
+        {"temperature": 0.3},
+        {"temperature": 0.001},  # logits / T overflow float32: the fallback subtracts the max
+        {"temperature": 1e4},
+        {"temperature": 1e-30},  # 1 / T would overflow float32 weights: next_token_probs
+        {"top_k": 5},
+        {"top_p": 0.8},
+        {"top_p": 0.9},
+    ],
+)
+def test_picker_distribution_is_next_token_probs(kw: dict) -> None:  # type: ignore[type-arg]
+    torch.manual_seed(1)
+    logits = torch.randn(3, V) * 3
+    logits[1, UNK_ID] = 50.0  # the likeliest entry is <UNK>: it must still never be drawn
+    cfg = SampleConfig(**kw)
+    want = next_token_probs(logits, cfg.temperature, cfg.top_k, cfg.top_p)
+    picker = FastPicker(cfg, 3, V, np.random.default_rng(0))
+    cdf = torch.from_numpy(picker.weights_cdf(picker.fold(logits.numpy())).copy())
+    got = torch.diff(cdf / cdf[:, -1:], dim=1, prepend=torch.zeros(3, 1))
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_picker_draws_by_inverse_cdf() -> None:
+    logits = torch.log(torch.tensor([[1e-9, 0.5, 0.0001, 0.3, 0.2 - 0.0001]]))
+    cfg = SampleConfig(temperature=1.0)
+    picker = FastPicker(cfg, 1, 5, np.random.default_rng(0))
+    folded = picker.fold(logits.numpy())
+    draws = [int(picker(folded)[0]) for _ in range(20_000)]
+    freq = np.bincount(draws, minlength=5) / len(draws)
+    assert freq[UNK_ID] == 0
+    # Seeded, so deterministic; 20k draws put each frequency within ~0.01 of its probability.
+    assert np.allclose(freq, [0.0, 0.5, 0.0001, 0.3, 0.1999], atol=0.015)
+    many = FastPicker(cfg, 4, 5, np.random.default_rng(0))
+    folded4 = many.fold(np.repeat(logits.numpy(), 4, axis=0))
+    ids = np.concatenate([many(folded4) for _ in range(5000)])
+    freq4 = np.bincount(ids, minlength=5) / ids.size
+    assert freq4[UNK_ID] == 0 and np.allclose(freq4, freq, atol=0.015)
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_run: Path) -> ck.LoadedModel:
+    return ck.load_model(trained_run)
+
+
+def test_greedy_output_identical_to_plain_path(loaded: ck.LoadedModel) -> None:
+    cfg = SampleConfig(length=400, temperature=0.0)
+    for prime in ("", "T", "THE KING "):
+        fast = "".join(generate(loaded.model, loaded.vocab, prime, cfg))
+        plain = "".join(generate(loaded.model, loaded.vocab, prime, cfg, fast=False))
+        assert fast == plain and len(fast) == len(prime) + 400
+    fast4 = generate_many(loaded.model, loaded.vocab, 3, "A", cfg)
+    plain4 = generate_many(loaded.model, loaded.vocab, 3, "A", cfg, fast=False)
+    assert fast4 == plain4
+
+
+def test_fast_sampling_seeded_and_bounded(loaded: ck.LoadedModel) -> None:
+    cfg = SampleConfig(length=300, temperature=1.0, seed=5)
+    a = "".join(generate(loaded.model, loaded.vocab, "A", cfg))
+    assert a == "".join(generate(loaded.model, loaded.vocab, "A", cfg))
+    assert len(a) == 301 and "<UNK>" not in a
+    outs = generate_many(loaded.model, loaded.vocab, 5, "", SampleConfig(length=50, seed=2))
+    assert outs == generate_many(loaded.model, loaded.vocab, 5, "", SampleConfig(length=50, seed=2))
+    assert len(set(outs)) > 1 and all(len(o) == 50 for o in outs)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.001, 0.0])
+def test_one_stream_picker_draws_like_the_batched_one(temperature: float) -> None:
+    torch.manual_seed(2)
+    cfg = SampleConfig(temperature=temperature)
+    a = FastPicker(cfg, 1, V, np.random.default_rng(9))
+    b = FastPicker(cfg, 1, V, np.random.default_rng(9))
+    for _ in range(300):
+        z = a.fold((torch.randn(1, V) * 4).numpy())
+        assert a.pick1(z[0]) == int(b(z)[0])
+
+
+def test_vanishing_temperature_is_greedy(loaded: ck.LoadedModel) -> None:
+    greedy = "".join(generate(loaded.model, loaded.vocab, "A", SampleConfig(100, 0.0)))
+    for t in (1e-6, 1e-30):
+        cfg = SampleConfig(length=100, temperature=t, seed=1)
+        assert "".join(generate(loaded.model, loaded.vocab, "A", cfg)) == greedy
