@@ -318,6 +318,9 @@ class Trainer:
                 g["lr"] = lr
 
             x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
+            if self.device.type == "cuda":
+                # Page-locked copies let the transfer to the GPU run asynchronously.
+                x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
             x = x.to(self.device, torch.long, non_blocking=True)
             y = y.to(self.device, torch.long, non_blocking=True)
             with torch.autocast(
@@ -462,3 +465,41 @@ def trainer_state_from_plain(
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     return state
+
+
+def probe_threads(model: CharRNN, batch: int, seq_len: int, candidates: Sequence[int]) -> int:
+    """The CPU thread count (among ``candidates``) that runs a training step of ``model`` fastest.
+
+    A few forward/backward passes on random ids; nothing changes in the model (gradients are
+    cleared) or in the random-number state. On a busy machine, threads that must wait for a core
+    can make an RNN step several times slower than one thread does.
+    """
+    device = next(model.parameters()).device
+    if device.type != "cpu" or len(candidates) < 2:
+        return torch.get_num_threads()
+    rng = torch.get_rng_state()
+    before = torch.get_num_threads()
+    was_training = model.training
+    model.train()
+    x = torch.randint(0, model.config.vocab_size, (batch, seq_len + 1))
+    best, best_time = before, float("inf")
+    try:
+        for n in candidates:
+            torch.set_num_threads(n)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                logits, _ = model(x[:, :-1])  # (B, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
+                loss.backward()
+                times.append(time.perf_counter() - t0)
+            model.zero_grad(set_to_none=True)
+            t = min(times[1:])  # the first pass warms caches up
+            if t < best_time:
+                best, best_time = n, t
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        torch.set_rng_state(rng)
+    torch.set_num_threads(best)
+    return best

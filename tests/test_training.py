@@ -160,3 +160,18 @@ def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
     times = [r["time"] for r in records if r["event"] == "step"]
     assert times == sorted(times)  # training time carries on across the resume
     assert records[-1]["reason"] == "max_steps"
+
+
+def test_probe_threads_changes_nothing_but_the_thread_count() -> None:
+    from charrnn.training import probe_threads
+
+    model = CharRNN(ModelConfig(vocab_size=30, hidden=16, embed_dim=8, dropout=0.3, layers=2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
+    n = probe_threads(model, 4, 16, [1, 2])
+    assert n in (1, 2) and torch.get_num_threads() == n
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    torch.set_num_threads(1)
