@@ -120,12 +120,6 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
     return "".join(iter_text(path, encoding, errors))
 
 
-def control_characters(text: str) -> int:
-    """How many NUL or other control characters (besides newline, tab, CR, FF) ``text`` holds."""
-    bad = [ch for ch in set(text) if _is_bad_control(ch)]
-    return sum(text.count(ch) for ch in bad)
-
-
 def _is_bad_control(ch: str) -> bool:
     o = ord(ch)
     return (o < 32 or 0x7F <= o < 0xA0) and ch not in _CONTROL_OK
@@ -137,11 +131,6 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
         raise ValueError("val_fraction must be in [0, 1)")
     cut = int(len(text) * (1.0 - val_fraction))
     return text[:cut], text[cut:]
-
-
-def to_tensor(ids: list[int]) -> torch.Tensor:
-    """A 1-D int64 tensor of token ids."""
-    return torch.tensor(ids, dtype=torch.long)
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
