@@ -29,10 +29,10 @@ Names are joined from the hand-written word lists below (``load_item``, ``total_
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
 from collections.abc import Sequence
+
+import _generate  # the shared part, beside this script
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -189,35 +189,13 @@ def make_module(rng: random.Random) -> str:
 
 
 def make_corpus(seed: int = 1, chars: int = 150_000) -> str:
-    """Whole modules until the text has at least ``chars`` characters."""
-    rng = random.Random(seed)
-    parts: list[str] = []
-    total = 0
-    while total < chars:
-        module = make_module(rng)
-        parts.append(module)
-        total += len(module)
-    return "".join(parts)
+    """Whole units until the text has at least ``chars`` characters."""
+    return _generate.grow(make_module, seed, chars)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument(
-        "--chars", type=int, default=150_000, help="at least this many characters (150000)"
-    )
-    parser.add_argument("--out", help="write to this file instead of stdout (UTF-8)")
-    args = parser.parse_args(argv)
-    if args.chars < 1:
-        parser.error("--chars must be positive")
-    text = make_corpus(args.seed, args.chars)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.reconfigure(encoding="utf-8", newline="\n")  # type: ignore[union-attr]
-        sys.stdout.write(text)
-    return 0
+    """Parse the command line and write the corpus."""
+    return _generate.main(make_corpus, __doc__.splitlines()[0], 150_000, argv)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ a rhyme group is a set of characters that share a final in Mandarin.
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
 from collections.abc import Sequence
+
+import _generate  # the shared part, beside this script
 
 NOUNS = (
     "山水月风花云雨雪江河湖海天地日星春秋夜晓烟雾松竹梅柳草木石泉舟桥楼台"
@@ -104,35 +104,13 @@ def make_poem(rng: random.Random) -> str:
 
 
 def make_corpus(seed: int = 1, chars: int = 60_000) -> str:
-    """Whole poems until the text has at least ``chars`` characters."""
-    rng = random.Random(seed)
-    poems: list[str] = []
-    total = 0
-    while total < chars:
-        poem = make_poem(rng)
-        poems.append(poem)
-        total += len(poem)
-    return "".join(poems)
+    """Whole units until the text has at least ``chars`` characters."""
+    return _generate.grow(make_poem, seed, chars)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument(
-        "--chars", type=int, default=60_000, help="at least this many characters (default: 60000)"
-    )
-    parser.add_argument("--out", help="write to this file instead of stdout (UTF-8)")
-    args = parser.parse_args(argv)
-    if args.chars < 1:
-        parser.error("--chars must be positive")
-    text = make_corpus(args.seed, args.chars)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.reconfigure(encoding="utf-8", newline="\n")  # type: ignore[union-attr]
-        sys.stdout.write(text)
-    return 0
+    """Parse the command line and write the corpus."""
+    return _generate.main(make_corpus, __doc__.splitlines()[0], 60_000, argv)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,10 @@ from two different groups, without repeating a word inside the stanza.
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
 from collections.abc import Callable, Sequence
+
+import _generate  # the shared part, beside this script
 
 # ---------------------------------------------------------------------------
 # Vocabulary (written by hand for this project)
@@ -405,39 +405,13 @@ def make_poem(rng: random.Random) -> str:
 
 
 def make_corpus(seed: int = 1, chars: int = 300_000) -> str:
-    """Whole poems until the text has at least ``chars`` characters."""
-    rng = random.Random(seed)
-    poems: list[str] = []
-    total = 0
-    while total < chars:
-        poem = make_poem(rng)
-        poems.append(poem)
-        total += len(poem)
-    return "".join(poems)
+    """Whole units until the text has at least ``chars`` characters."""
+    return _generate.grow(make_poem, seed, chars)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and write the corpus."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument(
-        "--chars",
-        type=int,
-        default=300_000,
-        help="stop after the first whole poem that reaches this many characters (default: 300000)",
-    )
-    parser.add_argument("--out", help="write to this file instead of stdout (UTF-8)")
-    args = parser.parse_args(argv)
-    if args.chars < 1:
-        parser.error("--chars must be positive")
-    text = make_corpus(args.seed, args.chars)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.reconfigure(encoding="utf-8", newline="\n")  # type: ignore[union-attr]
-        sys.stdout.write(text)
-    return 0
+    return _generate.main(make_corpus, __doc__.splitlines()[0], 300_000, argv)
 
 
 if __name__ == "__main__":
