@@ -11,6 +11,8 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 * optimisation: batch 64 streams x 64-character windows, AdamW with lr 8e-3 (GRU), 3e-3 (LSTM)
   or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
 * length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
+* evaluation: every 200 steps, skipped while evaluations would take over 5% of the session
+  (an explicit --eval-every is always followed).
 
 Besides checkpoints, a run appends its measurements to ``metrics.jsonl`` in its folder (see
 :meth:`Run._log_metrics`): a ``step`` record every :func:`metrics_every` steps, an ``eval``
@@ -81,6 +83,7 @@ from .training import (
 from .vocab import Vocab
 
 DEFAULT_MAX_TIME = 120.0
+EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (see training.py)
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
 TOKENS_VAL = "tokens-val.bin"
@@ -337,6 +340,7 @@ def auto_train_config(
         max_steps=req.max_steps,
         max_time=max_time,
         eval_every=req.eval_every or 200,
+        eval_share=None if req.eval_every else EVAL_SHARE,
         seed=1337 if req.seed is None else req.seed,
         precision=req.precision or auto_precision(device or torch.device("cpu")),
     )
@@ -718,6 +722,8 @@ def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> 
     if {"max_time", "max_steps", "max_epochs"} & changes.keys():
         # New limits replace the old ones rather than adding to them.
         changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
+    if "eval_every" in changes:
+        changes["eval_share"] = None  # evaluate as asked
     tc = replace(tc, **changes)
     if dist.is_main:
         corpus = _reopen_corpus(run_dir, loaded.vocab, data)

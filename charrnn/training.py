@@ -42,6 +42,9 @@ class TrainConfig:
     max_steps: int | None = None
     max_time: float | None = None  # seconds for this invocation (a resume gets a new budget)
     eval_every: int = 200
+    # Periodic evaluations are skipped while the time they took in this invocation would exceed
+    # this share of it (None: evaluate every ``eval_every`` steps whatever it costs).
+    eval_share: float | None = None
     eval_streams: int = 16
     eval_max_tokens: int = 250_000
     seed: int = 1337
@@ -199,7 +202,8 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self._session_p0 = self.state.progress if self.state.progress < 0.999 else 0.0
         self._session_start = 0.0
-        self._eval_seconds = 0.0
+        self._eval_seconds = 0.0  # the last evaluation
+        self._eval_total = 0.0  # every evaluation of this invocation
 
     # -- schedule ---------------------------------------------------------------------------
 
@@ -268,6 +272,7 @@ class Trainer:
         if self.chars_per_token != 1.0:
             res = EvalResult(res.tokens, res.nats, res.tokens * self.chars_per_token)
         self._eval_seconds = time.perf_counter() - t0
+        self._eval_total += self._eval_seconds
         s = self.state
         is_best = math.isfinite(res.nats) and (s.best_val is None or res.nats < s.best_val)
         if is_best:
@@ -281,6 +286,17 @@ class Trainer:
         epoch = s.epoch + s.window / self.steps_per_epoch
         self._emit(Evaluated(s.step, epoch, res, s.train_loss, is_best, final))
         return res
+
+    def _eval_due(self, session_elapsed: float) -> bool:
+        """Whether the step just taken ends with a periodic evaluation."""
+        c = self.config
+        if not c.eval_every or self.state.step % c.eval_every:
+            return False
+        if c.eval_share is None:
+            return True
+        over = self._eval_total + self._eval_seconds > c.eval_share * session_elapsed
+        # The same answer on every rank: an evaluation saves, and saving is collective.
+        return not agree(self.dist, [float(over)], self.device)[0]
 
     def run(self) -> TrainerState:
         c, s = self.config, self.state
@@ -385,7 +401,7 @@ class Trainer:
                     self.progress(now - t_start),
                 )
             )
-            if c.eval_every and s.step % c.eval_every == 0:
+            if self._eval_due(now - t_start):
                 s.hidden = hidden
                 self.validate()
                 last_eval_step = s.step

@@ -130,6 +130,28 @@ def test_nonfinite_steps_are_skipped_then_training_stops(tmp_path: Path) -> None
     assert trainer.state.step == 0
 
 
+@pytest.mark.parametrize(("share", "expected"), [(None, [2, 4, 6, 8]), (0.0, [2, 8])])
+def test_eval_share_skips_periodic_evaluations(share: float | None, expected: list[int]) -> None:
+    # With a share of 0 the first evaluation's cost is already over budget: later periodic
+    # evaluations are skipped, the final one still happens.
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=5, hidden=8, embed_dim=4))
+    events: list[object] = []
+    config = TrainConfig(batch_size=2, seq_len=8, max_steps=8, eval_every=2, eval_share=share)
+    ids = torch.randint(0, 5, (400,))
+    Trainer(model, ids, ids[:100], config, callbacks=[events.append]).run()
+    assert [e.step for e in events if isinstance(e, Evaluated)] == expected
+
+
+def test_default_evaluation_cadence_follows_an_explicit_eval_every(tmp_path: Path) -> None:
+    from charrnn.runs import EVAL_SHARE, auto_train_config
+
+    auto, _ = auto_train_config(TrainRequest(corpus=("x",)), "gru", 100_000)
+    asked, _ = auto_train_config(TrainRequest(corpus=("x",), eval_every=50), "gru", 100_000)
+    assert (auto.eval_every, auto.eval_share) == (200, EVAL_SHARE)
+    assert (asked.eval_every, asked.eval_share) == (50, None)
+
+
 def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])
