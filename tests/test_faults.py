@@ -272,11 +272,11 @@ def test_stdin_corpus_gives_the_same_run_as_the_file(tmp_path: Path, small_text:
 
 
 def test_control_characters_are_reported_and_small_corpora_shrink(tmp_path: Path) -> None:
-    _write(tmp_path / "c.txt", ("ab\x00cd\x07 " * 60))
+    _write(tmp_path / "c.txt", ("ab\x00cd\x07 " * 25))
     r = run_cli(["train", "c.txt", *TINY, "--max-steps", "2"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "note: corpus holds 108 NUL or other control characters" in r.stderr
-    assert "note: corpus is small (378 training characters): using 5 streams of 64" in r.stderr
+    assert "note: corpus holds 45 NUL or other control characters" in r.stderr
+    assert "note: corpus is small (157 training characters): using 4 streams of 32" in r.stderr
 
 
 def test_large_corpus_trains_in_bounded_memory(tmp_path: Path) -> None:

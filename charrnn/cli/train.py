@@ -52,8 +52,8 @@ def train_command(
     vocab_size: int | None = typer.Option(
         None, "--vocab-size", min=16, help="Subword vocabulary size [1024]."
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [64]."),
-    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [64]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [128]."),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [32]."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [8e-3 for GRU]."),
     weight_decay: float | None = typer.Option(None, "--weight-decay", min=0.0),
     clip: float | None = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip [1.0]."),
