@@ -19,8 +19,8 @@ How the weights are laid out (PyTorch's own formulas, rearranged, never approxim
                 out[N-1] = [h_last, 1] @ [W_head^T * scale | W_hh(N-1)^T; b_head | b_hh(N-1)]
             i.e. [gi(k+1) | gh(k) for the next step] and [logits | gh(N-1) for the next step]:
             N products per step instead of 2N+1 (set_state computes the first gh's)
-    sigmoid gates:  rows scaled by 1/2 (exact in binary), so one tanh serves every gate:
-                    sigmoid(x) = 0.5 + 0.5 * tanh(x / 2)
+    sigmoid gates:  one stream: rows scaled by 1/2 (exact in binary), so one tanh serves every
+                    gate: sigmoid(x) = 0.5 + 0.5 * tanh(x / 2); several: torch.sigmoid
     LSTM rows:      PyTorch's i, f, g, o reordered to i, f, o, g (the sigmoids side by side)
     GRU:            r, z, n with n = tanh(gi_n + r * gh_n), h' = n + z * (h - n)
     output layer:   ``scale`` and optionally one column (<UNK>) forced to -inf: the sampler
@@ -69,6 +69,12 @@ def _product(batch: int) -> Callable[..., object]:
     return np.dot if batch == 1 else _torch_product
 
 
+def _inplace_sigmoid(a: np.ndarray) -> Callable[[], object]:
+    """``f()``: a = sigmoid(a) in place, by torch on the same memory."""
+    with torch.inference_mode(False):  # a normal tensor, even when built in inference mode
+        return torch.from_numpy(a).sigmoid_
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().to(torch.float32).cpu().numpy(), dtype=F32, copy=True)
 
@@ -95,13 +101,17 @@ class FastRNN:
         rnn = model.rnn
 
         # Row permutation and scale per gate block: applied to W_ih, W_hh and both biases.
+        # One stream computes sigmoids as 0.5 + 0.5 * tanh(x / 2) on halved rows (the fewest
+        # NumPy calls); several streams call torch's sigmoid, which costs half as much per
+        # element as NumPy's tanh once the arrays are large.
+        self.halved = halved = B == 1
         if c.cell == "lstm":
             order, halve = [0, 1, 3, 2], [True, True, True, False]  # i f o g, sigmoids halved
         elif c.cell == "gru":
             order, halve = [0, 1, 2], [True, True, False]  # r z n
         else:
             order, halve = [0], [False]
-        scale = np.concatenate([np.full(H, 0.5 if s else 1.0, dtype=F32) for s in halve])
+        scale = np.concatenate([np.full(H, 0.5 if s and halved else 1.0, dtype=F32) for s in halve])
         rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
 
         def arrange(t: torch.Tensor) -> np.ndarray:
@@ -227,6 +237,7 @@ class FastRNN:
         )
         half = v(np.full((B, 2 * H), 0.5, F32))  # arrays are cheaper operands than Python floats
         r, z = pre[..., :H], pre[..., H:]
+        sigmoid = None if self.halved else _inplace_sigmoid(pre)
         t_rz, t_n = self.table[:, : 2 * H], self.table[:, 2 * H :]
         (_, gh0, h0, _, x0, prods0), *rest = self._layers(v)
         gh0_rz, gh0_n = gh0[..., : 2 * H], gh0[..., 2 * H :]
@@ -241,9 +252,12 @@ class FastRNN:
             a_rz: np.ndarray, a_n: np.ndarray, g_rz: np.ndarray, g_n: np.ndarray, h: np.ndarray
         ) -> None:
             add(a_rz, g_rz, out=pre)
-            tanh(pre, out=pre)
-            mul(pre, half, out=pre)
-            add(pre, half, out=pre)  # r, z = sigmoid(...)
+            if sigmoid is None:
+                tanh(pre, out=pre)
+                mul(pre, half, out=pre)
+                add(pre, half, out=pre)  # r, z = sigmoid(...)
+            else:
+                sigmoid()
             mul(r, g_n, out=tmp)
             add(tmp, a_n, out=tmp)
             tanh(tmp, out=tmp)  # n
@@ -271,14 +285,19 @@ class FastRNN:
         half = v(np.full((B, 3 * H), 0.5, F32))
         sig, i, f = pre[..., : 3 * H], pre[..., :H], pre[..., H : 2 * H]
         o, g = pre[..., 2 * H : 3 * H], pre[..., 3 * H :]
+        sigmoid = None if self.halved else _inplace_sigmoid(sig)
         table, logits = self.table, self.logits
         (_, gh0, h0, c0, x0, prods0), *upper = self._layers(v)
         dot, add, mul, tanh = self._dot, np.add, np.multiply, np.tanh
 
         def cell(h: np.ndarray, c: np.ndarray) -> None:
-            tanh(pre, out=pre)
-            mul(sig, half, out=sig)
-            add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
+            if sigmoid is None:
+                tanh(pre, out=pre)
+                mul(sig, half, out=sig)
+                add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
+            else:
+                sigmoid()
+                tanh(g, out=g)
             mul(c, f, out=c)
             mul(i, g, out=tmp)
             add(c, tmp, out=c)
