@@ -13,14 +13,18 @@ How the weights are laid out (PyTorch's own formulas, rearranged, never approxim
     state   S = [h_0, 1, h_1, 1, ...]  (B, N*(H+1)): every layer's state followed by a constant 1,
             so that a bias is one more row of its matrix and rides along in the product
     layer 0 input:  table[v] = embedding[v] @ W_ih0^T + b_ih0   (V, G*H): a row lookup
-    layer 0:        gh = [h_0, 1] @ [W_hh0^T; b_hh0]
-    layer l >= 1:   gi = [h_{l-1}, 1] @ [W_ih^T; b_ih]     gh = [h_l, 1] @ [W_hh^T; b_hh]
-    sigmoid gates:  rows scaled by 1/2 (exact in binary), so one tanh serves every gate:
-                    sigmoid(x) = 0.5 + 0.5 * tanh(x / 2)
+    products, time-pipelined: layer k's new state [h_k, 1] is needed by layer k+1 now and by
+            layer k itself at the next step, so one product right after layer k's cell gives both
+                out[k]   = [h_k, 1] @ [W_ih(k+1)^T | W_hh(k)^T; b_ih(k+1) | b_hh(k)]
+                out[N-1] = [h_last, 1] @ [W_head^T * scale | W_hh(N-1)^T; b_head | b_hh(N-1)]
+            i.e. [gi(k+1) | gh(k) for the next step] and [logits | gh(N-1) for the next step]:
+            N products per step instead of 2N+1 (set_state computes the first gh's)
+    sigmoid gates:  one stream: rows scaled by 1/2 (exact in binary), so one tanh serves every
+                    gate: sigmoid(x) = 0.5 + 0.5 * tanh(x / 2); several: torch.sigmoid
     LSTM rows:      PyTorch's i, f, g, o reordered to i, f, o, g (the sigmoids side by side)
     GRU:            r, z, n with n = tanh(gi_n + r * gh_n), h' = n + z * (h - n)
-    output layer:   logits = [h_last, 1] @ [W^T; b] * scale, optionally with one column
-                    (<UNK>) forced to -inf: the sampler folds 1 / temperature and the mask in
+    output layer:   ``scale`` and optionally one column (<UNK>) forced to -inf: the sampler
+                    folds 1 / temperature and the mask in
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ import torch
 from .model import CharRNN, Hidden, hidden_from_tensors
 
 F32 = np.float32
+
+# One stream: a merged product larger than this (elements of its matrix) is run as two products
+# into the two halves of its output. Products up to a 257 x 1536 matrix (the 2x256 GRU) were
+# measured ~10% faster merged; larger ones (e.g. 257 x 2048 for a 2x256 LSTM) no faster, and
+# OpenBLAS may spread big matrix-vector products over threads, slow on busy cores.
+ONE_PRODUCT_MAX = 400_000
 
 
 def supports(model: CharRNN) -> bool:
@@ -57,6 +67,12 @@ def _product(batch: int) -> Callable[..., object]:
     overhead). Several: torch's GEMM, which follows ``torch.set_num_threads`` (NumPy's BLAS
     picks its own thread count, and extra threads are very slow on busy cores)."""
     return np.dot if batch == 1 else _torch_product
+
+
+def _inplace_sigmoid(a: np.ndarray) -> Callable[[], object]:
+    """``f()``: a = sigmoid(a) in place, by torch on the same memory."""
+    with torch.inference_mode(False):  # a normal tensor, even when built in inference mode
+        return torch.from_numpy(a).sigmoid_
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -85,13 +101,17 @@ class FastRNN:
         rnn = model.rnn
 
         # Row permutation and scale per gate block: applied to W_ih, W_hh and both biases.
+        # One stream computes sigmoids as 0.5 + 0.5 * tanh(x / 2) on halved rows (the fewest
+        # NumPy calls); several streams call torch's sigmoid, which costs half as much per
+        # element as NumPy's tanh once the arrays are large.
+        self.halved = halved = B == 1
         if c.cell == "lstm":
             order, halve = [0, 1, 3, 2], [True, True, True, False]  # i f o g, sigmoids halved
         elif c.cell == "gru":
             order, halve = [0, 1, 2], [True, True, False]  # r z n
         else:
             order, halve = [0], [False]
-        scale = np.concatenate([np.full(H, 0.5 if s else 1.0, dtype=F32) for s in halve])
+        scale = np.concatenate([np.full(H, 0.5 if s and halved else 1.0, dtype=F32) for s in halve])
         rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
 
         def arrange(t: torch.Tensor) -> np.ndarray:
@@ -102,27 +122,22 @@ class FastRNN:
             """(in+1, G*H): W^T with the bias as last row."""
             return np.vstack([arrange(w).T, arrange(b)[None, :]])
 
-        H1 = H + 1
+        H1, GH = H + 1, len(order) * H
         self.S = np.zeros((B, N * H1), F32)
         self.S[:, H::H1] = 1.0
         self.h = [self.S[:, k * H1 : k * H1 + H] for k in range(N)]  # views (B, H)
         self.c = [np.zeros((B, H), F32) for _ in range(N)] if c.cell == "lstm" else []
-        hx = [self.S[:, k * H1 : (k + 1) * H1] for k in range(N)]  # [h_k, 1]
-        pair = [self.S[:, (k - 1) * H1 : (k + 1) * H1] for k in range(1, N)]  # [h_k-1, 1, h_k, 1]
+        self.hx = [self.S[:, k * H1 : (k + 1) * H1] for k in range(N)]  # [h_k, 1]
 
         emb = _np(model.embedding.weight).astype(np.float64)  # (V, E)
         w_ih0 = arrange(rnn.weight_ih_l0).astype(np.float64)  # (G*H, E)
         self.table = np.ascontiguousarray((emb @ w_ih0.T + arrange(rnn.bias_ih_l0)).astype(F32))
-        self.wh = [
-            np.ascontiguousarray(
-                with_bias(getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
-            )
+        wh = [
+            with_bias(getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
             for k in range(N)
         ]
-        self.wi = [self.table] + [  # layer 0 reads the table instead
-            np.ascontiguousarray(
-                with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
-            )
+        wi = [
+            with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
             for k in range(1, N)
         ]
         head = np.vstack([_np(model.head.weight).T, _np(model.head.bias)[None, :]]) * F32(
@@ -131,30 +146,64 @@ class FastRNN:
         if mask is not None:
             head[:, mask] = 0.0
             head[-1, mask] = -np.inf
-        self.head = np.ascontiguousarray(head.astype(F32))  # (H+1, V)
-        self.logits = np.empty((B, V), F32)
+        head = head.astype(F32)  # (H+1, V)
+
+        # Time-pipelined products: layer k's new state serves twice, as the input of layer k+1
+        # now and as the recurrent input of layer k at the next step, so one product
+        # [h_k, 1] @ [W_in(k+1) | W_hh(k)] gives both (the output layer plays W_in(N)).
+        #   out[k] = [gi(k+1) | gh(k)] (B, 2*G*H);   out[N-1] = [logits | gh(N-1)] (B, V + G*H)
+        # A step reads gh(k) left in out[k] by the step before (set_state computes it).
+        self.out: list[np.ndarray] = []
+        self.products: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for k in range(N):
+            nxt = wi[k] if k + 1 < N else head
+            o = np.zeros((B, nxt.shape[1] + GH), F32)
+            whole = np.hstack([nxt, wh[k]])
+            if B == 1 and whole.size > ONE_PRODUCT_MAX:
+                split = nxt.shape[1]  # two products into the two halves of the buffer
+                prods = [
+                    (np.ascontiguousarray(nxt), o[0, :split]),
+                    (np.ascontiguousarray(wh[k]), o[0, split:]),
+                ]
+            else:
+                prods = [(np.ascontiguousarray(whole), o[0] if B == 1 else o)]
+            self.out.append(o)
+            self.products.append(prods)
+        self.logits = self.out[-1][:, :V]  # (B, V), a view of the last layer's buffer
+        self.gh = [self.out[k][:, -GH:] for k in range(N)]  # (B, G*H) views
+        self.gi = [self.out[k - 1][:, :GH] for k in range(1, N)]  # input of layer k >= 1
+        self._dot = _product(B)
+        self.refresh()
         self.step: Callable[[np.ndarray | int], np.ndarray] = {
             "lstm": self._lstm_step,
             "gru": self._gru_step,
             "rnn": self._rnn_step,
-        }[c.cell](hx, pair)
+        }[c.cell]()
 
     # -- state ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Recompute every layer's products from the current state (after a change of state)."""
+        dot = self._dot
+        for x, prods in zip(self.hx, self.products, strict=True):
+            for w, o in prods:
+                dot(x[0] if self.batch == 1 else x, w, out=o)
 
     def set_state(self, hidden: Hidden | None) -> None:
         """Load a CharRNN state ((N, B, H), or (h, c) for LSTM); None is the zero state."""
         if hidden is None:
             for a in self.h + self.c:
                 a.fill(0.0)
-            return
-        hs = list(hidden) if isinstance(hidden, tuple) else [hidden]
-        h = hs[0].detach().to(torch.float32).cpu().numpy()  # (N, B, H)
-        for layer in range(self.layers):
-            self.h[layer][...] = h[layer]
-        if self.cell == "lstm":
-            cs = hs[1].detach().to(torch.float32).cpu().numpy()
+        else:
+            hs = list(hidden) if isinstance(hidden, tuple) else [hidden]
+            h = hs[0].detach().to(torch.float32).cpu().numpy()  # (N, B, H)
             for layer in range(self.layers):
-                self.c[layer][...] = cs[layer]
+                self.h[layer][...] = h[layer]
+            if self.cell == "lstm":
+                cs = hs[1].detach().to(torch.float32).cpu().numpy()
+                for layer in range(self.layers):
+                    self.c[layer][...] = cs[layer]
+        self.refresh()
 
     def get_state(self) -> Hidden:
         """The state in CharRNN's format (a copy)."""
@@ -163,79 +212,92 @@ class FastRNN:
             return hidden_from_tensors("lstm", [h, torch.from_numpy(np.stack(self.c))])
         return h
 
-    # -- the steps: closures over local names, one per cell type ------------------------------
+    def _layers(self, v: Callable[[np.ndarray], np.ndarray]) -> list[tuple]:  # type: ignore[type-arg]
+        """Per layer, as the step closures use them: (gi or None for layer 0, gh, h, c or None,
+        [h, 1], products)."""
+        out = []
+        for k in range(self.layers):
+            gi = v(self.gi[k - 1]) if k else None
+            c = v(self.c[k]) if self.c else None
+            x = v(self.hx[k])
+            out.append((gi, v(self.gh[k]), v(self.h[k]), c, x, self.products[k]))
+        return out
 
-    def _gru_step(
-        self, hx: list[np.ndarray], pair: list[np.ndarray]
-    ) -> Callable[[np.ndarray | int], np.ndarray]:
+    # -- the steps: closures over local names, one per cell type ------------------------------
+    # Each layer: its cell from gi (table row for layer 0) and gh (left by the previous step),
+    # then the products of its new state (next layer's gi and its own next gh, or the logits).
+
+    def _gru_step(self) -> Callable[[np.ndarray | int], np.ndarray]:
         H, B = self.hidden_size, self.batch
         v = _vector_views(B)
-        table, wi, wh, head, logits = self.table, self.wi, self.wh, self.head, v(self.logits)
-        gi, gh, pre = (v(np.empty((B, 3 * H), F32)) for _ in range(3))
-        tmp, d = v(np.empty((B, H), F32)), v(np.empty((B, H), F32))
+        pre, tmp, d = (
+            v(np.empty((B, 2 * H), F32)),
+            v(np.empty((B, H), F32)),
+            v(np.empty((B, H), F32)),
+        )
         half = v(np.full((B, 2 * H), 0.5, F32))  # arrays are cheaper operands than Python floats
-        rz, r, z, n = pre[..., : 2 * H], pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
-        gi_rz, gi_n = gi[..., : 2 * H], gi[..., 2 * H :]
-        gh_rz, gh_n = gh[..., : 2 * H], gh[..., 2 * H :]
-        t_rz, t_n = table[:, : 2 * H], table[:, 2 * H :]
-        hs = [v(h) for h in self.h]
-        hx = [v(x) for x in hx]
-        last = hx[-1]
-        upper = [(hx[k - 1], wi[k], hx[k], wh[k], hs[k]) for k in range(1, self.layers)]
-        hx0, wh0, h0 = hx[0], wh[0], hs[0]
-        self_logits = self.logits
-        dot, add, sub, mul, tanh = _product(B), np.add, np.subtract, np.multiply, np.tanh
+        r, z = pre[..., :H], pre[..., H:]
+        sigmoid = None if self.halved else _inplace_sigmoid(pre)
+        t_rz, t_n = self.table[:, : 2 * H], self.table[:, 2 * H :]
+        (_, gh0, h0, _, x0, prods0), *rest = self._layers(v)
+        gh0_rz, gh0_n = gh0[..., : 2 * H], gh0[..., 2 * H :]
+        upper = [
+            (gi[..., : 2 * H], gi[..., 2 * H :], gh[..., : 2 * H], gh[..., 2 * H :], h, x, prods)
+            for gi, gh, h, _, x, prods in rest
+        ]
+        logits = self.logits
+        dot, add, sub, mul, tanh = self._dot, np.add, np.subtract, np.multiply, np.tanh
 
-        def cell(a_rz: np.ndarray, a_n: np.ndarray, h: np.ndarray) -> None:
-            add(a_rz, gh_rz, out=rz)
-            tanh(rz, out=rz)
-            mul(rz, half, out=rz)
-            add(rz, half, out=rz)  # r, z = sigmoid(...)
-            mul(r, gh_n, out=tmp)
+        def cell(
+            a_rz: np.ndarray, a_n: np.ndarray, g_rz: np.ndarray, g_n: np.ndarray, h: np.ndarray
+        ) -> None:
+            add(a_rz, g_rz, out=pre)
+            if sigmoid is None:
+                tanh(pre, out=pre)
+                mul(pre, half, out=pre)
+                add(pre, half, out=pre)  # r, z = sigmoid(...)
+            else:
+                sigmoid()
+            mul(r, g_n, out=tmp)
             add(tmp, a_n, out=tmp)
-            tanh(tmp, out=n)
-            sub(h, n, out=d)
+            tanh(tmp, out=tmp)  # n
+            sub(h, tmp, out=d)
             mul(d, z, out=d)
-            add(n, d, out=h)  # h' = n + z * (h - n) = (1 - z) * n + z * h
+            add(tmp, d, out=h)  # h' = n + z * (h - n) = (1 - z) * n + z * h
 
         def step(tokens: np.ndarray | int) -> np.ndarray:
             # Table rows: (B, 2H) and (B, H), or views (2H,) and (H,) when ``tokens`` is an int.
-            dot(hx0, wh0, out=gh)
-            cell(t_rz[tokens], t_n[tokens], h0)
-            for x_in, w_in, x_h, w_h, h in upper:
-                dot(x_in, w_in, out=gi)
-                dot(x_h, w_h, out=gh)
-                cell(gi_rz, gi_n, h)
-            dot(last, head, out=logits)
-            return self_logits
+            cell(t_rz[tokens], t_n[tokens], gh0_rz, gh0_n, h0)
+            for w, o in prods0:
+                dot(x0, w, out=o)
+            for a_rz, a_n, g_rz, g_n, h, x, prods in upper:
+                cell(a_rz, a_n, g_rz, g_n, h)
+                for w, o in prods:
+                    dot(x, w, out=o)
+            return logits
 
         return step
 
-    def _lstm_step(
-        self, hx: list[np.ndarray], pair: list[np.ndarray]
-    ) -> Callable[[np.ndarray | int], np.ndarray]:
+    def _lstm_step(self) -> Callable[[np.ndarray | int], np.ndarray]:
         H, B = self.hidden_size, self.batch
         v = _vector_views(B)
-        table, head, logits, self_logits = self.table, self.head, v(self.logits), self.logits
-        pre, gi, gh = (v(np.empty((B, 4 * H), F32)) for _ in range(3))
-        tmp = v(np.empty((B, H), F32))
+        pre, tmp = v(np.empty((B, 4 * H), F32)), v(np.empty((B, H), F32))
         half = v(np.full((B, 3 * H), 0.5, F32))
         sig, i, f = pre[..., : 3 * H], pre[..., :H], pre[..., H : 2 * H]
         o, g = pre[..., 2 * H : 3 * H], pre[..., 3 * H :]
-        hx = [v(x) for x in hx]
-        hs, cs = [v(h) for h in self.h], [v(c) for c in self.c]
-        # Layers >= 1 as two products, not one over [h_k-1, 1, h_k, 1]: OpenBLAS runs matrices
-        # this large on several threads, which is much slower when the cores are busy.
-        upper = [
-            (hx[k - 1], self.wi[k], hx[k], self.wh[k], hs[k], cs[k]) for k in range(1, self.layers)
-        ]
-        hx0, wh0, h0, c0, last = hx[0], self.wh[0], hs[0], cs[0], hx[-1]
-        dot, add, mul, tanh = _product(B), np.add, np.multiply, np.tanh
+        sigmoid = None if self.halved else _inplace_sigmoid(sig)
+        table, logits = self.table, self.logits
+        (_, gh0, h0, c0, x0, prods0), *upper = self._layers(v)
+        dot, add, mul, tanh = self._dot, np.add, np.multiply, np.tanh
 
         def cell(h: np.ndarray, c: np.ndarray) -> None:
-            tanh(pre, out=pre)
-            mul(sig, half, out=sig)
-            add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
+            if sigmoid is None:
+                tanh(pre, out=pre)
+                mul(sig, half, out=sig)
+                add(sig, half, out=sig)  # i, f, o = sigmoid(...); g = tanh(...)
+            else:
+                sigmoid()
+                tanh(g, out=g)
             mul(c, f, out=c)
             mul(i, g, out=tmp)
             add(c, tmp, out=c)
@@ -243,39 +305,35 @@ class FastRNN:
             mul(o, tmp, out=h)
 
         def step(tokens: np.ndarray | int) -> np.ndarray:
-            dot(hx0, wh0, out=gh)
-            add(table[tokens], gh, out=pre)
+            add(table[tokens], gh0, out=pre)
             cell(h0, c0)
-            for x_in, w_in, x_h, w_h, h, c in upper:
-                dot(x_in, w_in, out=gi)
-                dot(x_h, w_h, out=gh)
+            for w, out in prods0:
+                dot(x0, w, out=out)
+            for gi, gh, h, c, x, prods in upper:
                 add(gi, gh, out=pre)
                 cell(h, c)
-            dot(last, head, out=logits)
-            return self_logits
+                for w, out in prods:
+                    dot(x, w, out=out)
+            return logits
 
         return step
 
-    def _rnn_step(
-        self, hx: list[np.ndarray], pair: list[np.ndarray]
-    ) -> Callable[[np.ndarray | int], np.ndarray]:
-        table, head, logits = self.table, self.head, self.logits
-        gh = np.empty((self.batch, self.hidden_size), F32)
-        upper = [
-            (pair[k - 1], np.ascontiguousarray(np.vstack([self.wi[k], self.wh[k]])), self.h[k])
-            for k in range(1, self.layers)
-        ]
-        hx0, wh0, h0, last = hx[0], self.wh[0], self.h[0], hx[-1]
-        dot, add, tanh = _product(self.batch), np.add, np.tanh
+    def _rnn_step(self) -> Callable[[np.ndarray | int], np.ndarray]:
+        v = _vector_views(self.batch)
+        table, logits = self.table, self.logits
+        (_, gh0, h0, _, x0, prods0), *upper = self._layers(v)
+        dot, add, tanh = self._dot, np.add, np.tanh
 
         def step(tokens: np.ndarray | int) -> np.ndarray:
-            dot(hx0, wh0, out=gh)
-            add(table[tokens], gh, out=h0)
+            add(table[tokens], gh0, out=h0)
             tanh(h0, out=h0)
-            for x, w, h in upper:
-                dot(x, w, out=gh)  # not into h: it is part of x
-                tanh(gh, out=h)
-            dot(last, head, out=logits)
+            for w, o in prods0:
+                dot(x0, w, out=o)
+            for gi, gh, h, _, x, prods in upper:
+                add(gi, gh, out=h)
+                tanh(h, out=h)
+                for w, o in prods:
+                    dot(x, w, out=o)
             return logits
 
         return step

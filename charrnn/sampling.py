@@ -120,11 +120,17 @@ def generate(
     With ``stop``, generation ends where the generated text (not the prime) first contains it;
     the stop string itself is not yielded. ``fast=False`` uses the plain step-by-step path.
     """
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=1, fast=fast)
-    head = next(steps)[0]
+    cfg = config or SampleConfig()
+    if fast and fastpath.supports(model):
+        chars = _generate_fast_one(model, vocab, prime, cfg)  # str pieces, no lists
+        head = next(chars)
+        rest: Iterator[str] = chars
+    else:
+        steps = _generate(model, vocab, prime, cfg, batch=1, fast=fast)
+        head = next(steps)[0]
+        rest = (pieces[0] for pieces in steps)
     if head:
         yield head
-    rest = (pieces[0] for pieces in steps)
     yield from stop_at(rest, stop) if stop else rest
 
 
@@ -192,6 +198,12 @@ _TOTAL_MAX = math.exp(79.0)  # below float32(e^80): one clipped entry is enough 
 _TOTAL_MIN = 1e-30
 
 
+def _uniforms(rng: np.random.Generator, block: int = 1024) -> Iterator[float]:
+    """``rng.random()`` over and over, drawn in blocks: the same numbers, less overhead."""
+    while True:
+        yield from rng.random(block).tolist()
+
+
 class FastPicker:
     """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, as :func:`_pick`
     does for tensors: the same distribution (``next_token_probs``), drawn by inverse CDF with
@@ -222,6 +234,8 @@ class FastPicker:
         self.z = np.empty((batch, vocab_size), np.float32)
         self.cdf = np.empty((batch, vocab_size), np.float32)
         self.m = np.empty((batch, 1), np.float32)
+        self.clip = np.full(vocab_size, _EXP_CLIP, np.float32)  # cheaper than a scalar operand
+        self.uniforms = _uniforms(rng)
 
     def fold(self, logits: np.ndarray) -> np.ndarray:
         """Raw logits (B, V) as the stepper built for this picker returns them."""
@@ -239,7 +253,7 @@ class FastPicker:
         e, cdf = self.z, self.cdf
         # exp(min(z, 80)): no overflow; a total that reaches e^80 (or underflows) means some
         # row needs the max-subtracted form that next_token_probs uses.
-        np.minimum(z, _EXP_CLIP, out=e)
+        np.minimum(z, self.clip, out=e)
         np.exp(e, out=e)
         np.add.accumulate(e, axis=1, out=cdf)
         total = cdf[:, -1]
@@ -261,14 +275,14 @@ class FastPicker:
         if not self.simple:
             return int(self(z[None, :])[0])
         e, cdf = self.z[0], self.cdf[0]
-        np.minimum(z, _EXP_CLIP, out=e)
+        np.minimum(z, self.clip, out=e)
         np.exp(e, out=e)
         np.add.accumulate(e, out=cdf)
         total = float(cdf[-1])
         if not _TOTAL_MIN < total < _TOTAL_MAX:
             self._stable(z[None, :], self.cdf[:1])
             total = float(cdf[-1])
-        return int(cdf.searchsorted(self.rng.random() * total, side="right"))
+        return int(cdf.searchsorted(next(self.uniforms) * total, side="right"))
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """Token ids (B,) for folded logits ``z`` (B, V)."""
@@ -279,9 +293,11 @@ class FastPicker:
         return np.count_nonzero(cdf <= u[:, None], axis=1)
 
 
-def _generate_fast(
+def _fast_start(
     model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
-) -> Iterator[list[str]]:
+) -> tuple[fastpath.FastRNN, FastPicker, torch.Tensor, str]:
+    """The stepper loaded with the prime's state, the picker, the last input tokens (B,) and the
+    text the output begins with."""
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator()
@@ -296,22 +312,40 @@ def _generate_fast(
             rnn.set_state(hidden)
     finally:
         model.train(was_training)
-    yield [head] * batch
-    itos = vocab.itos
-    step = rnn.step
+    return rnn, pick, tokens, head
+
+
+def _generate_fast(
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
+) -> Iterator[list[str]]:
     if batch == 1:
-        tok = int(tokens[0])
-        z = rnn.logits[0]  # (V,): the buffer every step writes
-        pick1 = pick.pick1
-        for _ in range(cfg.length):
-            step(tok)
-            tok = pick1(z)
-            yield [itos[tok]]
-    else:
-        ids = tokens.numpy()
-        for _ in range(cfg.length):
-            ids = pick(step(ids))
-            yield [itos[i] for i in ids.tolist()]
+        chars = _generate_fast_one(model, vocab, prime, cfg)
+        yield [next(chars)]
+        for c in chars:
+            yield [c]
+        return
+    rnn, pick, tokens, head = _fast_start(model, vocab, prime, cfg, batch)
+    yield [head] * batch
+    itos, step = vocab.itos, rnn.step
+    ids = tokens.numpy()
+    for _ in range(cfg.length):
+        ids = pick(step(ids))
+        yield [itos[i] for i in ids.tolist()]
+
+
+def _generate_fast_one(
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig
+) -> Iterator[str]:
+    """One stream: the head, then one piece per step (the innermost loop of ``charrnn sample``)."""
+    rnn, pick, tokens, head = _fast_start(model, vocab, prime, cfg, 1)
+    yield head
+    itos, step, pick1 = vocab.itos, rnn.step, pick.pick1
+    tok = int(tokens[0])
+    z = rnn.logits[0]  # (V,): the buffer every step writes
+    for _ in range(cfg.length):
+        step(tok)
+        tok = pick1(z)
+        yield itos[tok]
 
 
 @contextlib.contextmanager

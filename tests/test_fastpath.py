@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ck
+from charrnn import fastpath
 from charrnn.fastpath import FastRNN, supports
 from charrnn.model import CELLS, CharRNN, ModelConfig
 from charrnn.sampling import FastPicker, SampleConfig, generate, generate_many, next_token_probs
@@ -30,7 +31,12 @@ def _model(cell: str, layers: int, tie: bool = False) -> CharRNN:
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch", [1, 4])
-def test_same_logits_and_state_as_forward(cell: str, layers: int, batch: int) -> None:
+@pytest.mark.parametrize("split", [False, True])
+def test_same_logits_and_state_as_forward(
+    cell: str, layers: int, batch: int, split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if split:  # every one-stream product run as two (as for large models)
+        monkeypatch.setattr(fastpath, "ONE_PRODUCT_MAX", 0)
     model = _model(cell, layers)
     idx = torch.randint(0, V, (batch, 40))
     start = model.init_hidden(batch)
@@ -38,6 +44,9 @@ def test_same_logits_and_state_as_forward(cell: str, layers: int, batch: int) ->
     with torch.no_grad():
         ref, ref_hidden = model(idx, start)  # (B, T, V)
     fast = FastRNN(model, batch)
+    if split:
+        assert all(len(p) == (2 if batch == 1 else 1) for p in fast.products)
+    fast.step(int(idx[0, 0]) if batch == 1 else idx[:, 0].numpy())  # then replaced by set_state
     fast.set_state(start)
     steps = []
     for t in range(idx.size(1)):
@@ -52,6 +61,27 @@ def test_same_logits_and_state_as_forward(cell: str, layers: int, batch: int) ->
         strict=True,
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_state_round_trip_and_zero_state() -> None:
+    """set_state(None) is the zero state again after steps; get_state -> set_state continues
+    exactly (the products kept between steps are recomputed from the loaded state)."""
+    model = _model("lstm", 2)
+    idx = torch.randint(0, V, (1, 20))
+    with torch.no_grad():
+        ref, _ = model(idx)
+    fast = FastRNN(model, 1)
+    for t in range(5):
+        fast.step(int(idx[0, t]))
+    fast.set_state(None)
+    first = [fast.step(int(idx[0, t])).copy() for t in range(10)]
+    saved = fast.get_state()
+    fast.set_state(None)
+    fast.step(3)
+    fast.set_state(saved)
+    rest = [fast.step(int(idx[0, t])).copy() for t in range(10, 20)]
+    got = torch.from_numpy(np.stack(first + rest, axis=1))  # (1, T, V)
+    torch.testing.assert_close(got, ref)
 
 
 def test_tied_weights() -> None:
@@ -146,7 +176,7 @@ def test_one_stream_picker_draws_like_the_batched_one(temperature: float) -> Non
     cfg = SampleConfig(temperature=temperature)
     a = FastPicker(cfg, 1, V, np.random.default_rng(9))
     b = FastPicker(cfg, 1, V, np.random.default_rng(9))
-    for _ in range(300):
+    for _ in range(2500):  # past the picker's blocks of pre-drawn uniform numbers
         z = a.fold((torch.randn(1, V) * 4).numpy())
         assert a.pick1(z[0]) == int(b(z)[0])
 
