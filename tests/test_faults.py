@@ -378,3 +378,15 @@ def test_no_color_means_no_escapes_even_on_a_terminal(tmp_path: Path, small_text
     code, plain = _on_a_terminal([*args, "--out", "b"], tmp_path, {"NO_COLOR": "1"})
     assert code == 0 and b"\x1b[" not in plain and b"\r" not in plain.replace(b"\r\n", b"")
     assert b"best val loss" in plain
+
+
+def test_prime_file_in_another_encoding(trained_run: Path, tmp_path: Path) -> None:
+    prime = tmp_path / "prime.txt"
+    prime.write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    args = ["sample", "-c", str(trained_run), "--prime-file", str(prime), "--length", "20"]
+    r = run_cli([*args, "--encoding", "latin-1", "--seed", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("caf\u00e9 au lait") and len(r.stdout) > len("café au lait") + 10
+    r = run_cli(args, tmp_path)  # read as UTF-8: the byte 0xE9 is not valid there
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"charrnn: error: {prime}") and r.stderr.count("\n") == 1

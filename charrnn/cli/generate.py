@@ -12,6 +12,7 @@ import typer
 from .. import checkpoint as ck
 from ..device import resolve_device
 from .common import (
+    PacedWriter,
     StdoutClosed,
     err,
     fail,
@@ -56,6 +57,9 @@ def sample_command(
     stop: str | None = typer.Option(
         None, "--stop", help="End a sample where this string appears (not printed)."
     ),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", help="Text encoding of --prime-file.", show_default=True
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
 ) -> None:
@@ -72,7 +76,7 @@ def sample_command(
     loaded = ck.load_model(find_checkpoint(checkpoint), dev)
     text = prime or ""
     if prime_file is not None:
-        text = read_text(prime_file)
+        text = read_text(prime_file, encoding)
     unknown = loaded.vocab.count_unknown(text)
     if unknown:
         err.print(
@@ -84,11 +88,13 @@ def sample_command(
     last = ""
     try:
         if num_samples == 1:
+            out = PacedWriter()
             for piece in generate(loaded.model, loaded.vocab, text, cfg, stop=stop):
-                write_out(piece)
+                out.write(piece)
                 last = piece or last
             if not last.endswith("\n"):
-                write_out("\n")
+                out.write("\n")
+            out.flush()
         else:
             samples = generate_many(loaded.model, loaded.vocab, num_samples, text, cfg, stop)
             for i, s in enumerate(samples):
