@@ -16,7 +16,7 @@ something measured in the same run, right next to it, and repeats are summarised
    ``charrnn sample`` at two lengths; the same 1-stream ratio for a 2x256 LSTM.
 5. Evaluation speed: the parallel protocol of ``eval-perplexity`` (% of the GEMM peak) and how far
    its figure is from the exact one.
-6. Training-step throughput probes at hidden 256 and 512 (2-layer GRU, batch 64 x 64).
+6. Training-step throughput probes at hidden 256 and 512 (2-layer GRU, the default batch).
 
 FLOPs are model FLOPs: 2 multiply-adds per weight per character for the forward pass
 (embedding-to-gates, recurrent and output matrices), three times that for a training step.
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from charrnn import checkpoint as ck  # noqa: E402
 from charrnn.evaluation import evaluate_chunks  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
+from charrnn.runs import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
 from charrnn.sampling import SampleConfig, generate, generate_many  # noqa: E402
 from charrnn.training import TrainConfig, Trainer  # noqa: E402
 
@@ -148,11 +149,13 @@ def sample_rate(model: CharRNN, vocab, length: int, fast: bool = True) -> float:
 
 
 def train_probe(hidden: int, steps: int, repeats: int, ids: torch.Tensor, vocab_size: int) -> dict:
-    """Training-step throughput of a 2-layer GRU (batch 64 x 64) through the real Trainer."""
+    """Training-step throughput of a 2-layer GRU (the default batch) through the real Trainer."""
     torch.manual_seed(0)
     mc = ModelConfig(vocab_size=vocab_size, cell="gru", layers=2, hidden=hidden)
     model = CharRNN(mc)
-    tc = TrainConfig(batch_size=64, seq_len=64, max_steps=2, eval_every=0, warmup_steps=0)
+    tc = TrainConfig(
+        batch_size=DEFAULT_BATCH, seq_len=DEFAULT_SEQ_LEN, max_steps=2, eval_every=0, warmup_steps=0
+    )
     trainer = Trainer(model, ids, None, tc)
     trainer.run()  # warm-up: allocations, optimizer state
 
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         probes.append(pr)
         rows.append(
             (
-                f"train step GRU 2x{hidden}, 64x64: chars/s, % of peak",
+                f"train step GRU 2x{hidden}, {DEFAULT_BATCH}x{DEFAULT_SEQ_LEN}: chars/s, % of peak",
                 f"{pr['chars_s'] / 1e3:.1f}k",
                 f"{pr['frac']:.0%}",
             )
