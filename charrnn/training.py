@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .data import batchify, num_windows, window
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .errors import TrainingError
-from .evaluation import EvalResult, evaluate
+from .evaluation import EvalResult, evaluate_chunks
 from .model import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -45,7 +45,7 @@ class TrainConfig:
     # Periodic evaluations are skipped while the time they took in this invocation would exceed
     # this share of it (None: evaluate every ``eval_every`` steps whatever it costs).
     eval_share: float | None = None
-    eval_streams: int = 16
+    eval_streams: int = 64  # the parallel protocol of evaluation.py, with its burn-in
     eval_max_tokens: int = 250_000
     seed: int = 1337
     precision: str = "fp32"  # autocast dtype for forward passes in training
@@ -268,7 +268,7 @@ class Trainer:
         if self.val_ids is None or self.val_ids.numel() < 2:
             return None
         t0 = time.perf_counter()
-        res = evaluate(self.model, self.val_ids, streams=self.config.eval_streams)
+        res = evaluate_chunks(self.model, [self.val_ids], streams=self.config.eval_streams)
         if self.chars_per_token != 1.0:
             res = EvalResult(res.tokens, res.nats, res.tokens * self.chars_per_token)
         self._eval_seconds = time.perf_counter() - t0

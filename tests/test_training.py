@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,22 @@ def test_probe_threads_changes_nothing_but_the_thread_count() -> None:
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     torch.set_num_threads(1)
+
+
+def test_validation_during_training_is_the_eval_perplexity_figure(small_text: str) -> None:
+    from charrnn.evaluation import DEFAULT_STREAMS, evaluate_chunks
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.from_counts(Counter(small_text))
+    ids = torch.tensor(vocab.encode(small_text))
+    train, val = ids[:-4000], ids[-4000:]
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(len(vocab), hidden=32, embed_dim=8))
+    events: list[object] = []
+    config = TrainConfig(batch_size=8, seq_len=16, max_steps=30, eval_every=30, lr=1e-2)
+    Trainer(model, train, val, config, callbacks=[events.append]).run()
+    reported = [e.val.nats for e in events if isinstance(e, Evaluated)][-1]
+    parallel = evaluate_chunks(model, [val], streams=DEFAULT_STREAMS).nats
+    exact = evaluate_chunks(model, [val]).nats
+    assert reported == pytest.approx(parallel, abs=1e-9)
+    assert reported == pytest.approx(exact, abs=1e-3)
