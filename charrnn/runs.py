@@ -8,7 +8,7 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 * model: 2 layers of GRU; hidden 128 if n < 100k, 256 if n < 5M, else 512; embedding 64
   (128 when the vocabulary has over 256 characters); dropout 0.2 if n < 100k, 0.1 if n < 1M,
   else 0.
-* optimisation: batch 128 streams x 32-character windows, AdamW with lr 8e-3 (GRU), 3e-3 (LSTM)
+* optimisation: batch 128 streams x 32-character windows, AdamW with lr 8e-3 (GRU and LSTM)
   or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
 * length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
 * evaluation: every 200 steps, skipped while evaluations would take over 5% of the session
@@ -328,7 +328,7 @@ def auto_train_config(
     max_time = req.max_time
     if max_time is None and req.max_steps is None and req.max_epochs is None:
         max_time = DEFAULT_MAX_TIME
-    lr = req.lr or {"gru": 8e-3, "lstm": 3e-3, "rnn": 2e-3}[cell]
+    lr = req.lr or {"gru": 8e-3, "lstm": 8e-3, "rnn": 2e-3}[cell]
     cfg = TrainConfig(
         batch_size=fit.batch_size,
         seq_len=fit.seq_len,

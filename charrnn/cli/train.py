@@ -54,7 +54,7 @@ def train_command(
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [128]."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [32]."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [8e-3 for GRU]."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [8e-3; 2e-3 for rnn]."),
     weight_decay: float | None = typer.Option(None, "--weight-decay", min=0.0),
     clip: float | None = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip [1.0]."),
     warmup: int | None = typer.Option(None, "--warmup", min=0, help="Warm-up steps [50]."),
