@@ -6,8 +6,8 @@ What it does, in order (the machine may be shared, so every speed is also given 
 something measured in the same run, right next to it, and repeats are summarised by medians):
 
 1. fp32 GEMM peak: ``torch.mm`` of n = 512 and 1024 square matrices, GFLOP/s.
-2. ``charrnn train CORPUS --max-time BUDGET`` (defaults otherwise) in a child process: steps,
-   training chars/s, % of the GEMM peak, peak RSS.
+2. ``charrnn train CORPUS --val VAL --max-time BUDGET`` (defaults otherwise) in a child process:
+   steps, training chars/s, % of the GEMM peak, peak RSS.
 3. The best checkpoint scored on the validation file by the exact protocol (one stream, state
    carried through the whole text): nats/char and bits/char.
 4. Sampling from that checkpoint: 1 stream (chars/s, and the ratio to the "matvec ceiling": the
@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 *py,
                 "train",
                 str(corpus),
+                "--val",  # the canonical split: train on all of the train file
+                str(val),
                 "--max-time",
                 f"{args.budget}s",
                 "--out",
