@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import batchify
 from .model import CharRNN, Hidden
 
 LN2 = math.log(2.0)
@@ -212,33 +211,7 @@ def evaluate_chunks(
     return ev.result()
 
 
-@torch.no_grad()
 def evaluate(model: CharRNN, ids: torch.Tensor, streams: int = 1, window: int = 1024) -> EvalResult:
-    """Mean loss of ``model`` on ``ids`` (1-D).
-
-    ``streams == 1`` is the exact protocol (one pass, state carried through the whole text).
-    More streams cut the text into that many contiguous pieces scored side by side: much faster
-    on a CPU, and each piece after the first starts from a zero state (used for the periodic
-    validation during training).
-    """
-    n = ids.numel()
-    streams = max(1, min(streams, n // 64))
-    if streams == 1:
-        return evaluate_chunks(model, [ids], window)
-    data = batchify(ids, streams).to(next(model.parameters()).device)  # (B, L)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    hidden: Hidden | None = None
-    try:
-        for i in range(0, data.size(1) - 1, window):
-            y = data[:, i + 1 : i + 1 + window]  # (B, T)
-            x = data[:, i : i + y.size(1)]  # (B, T)
-            logits, hidden = model(x, hidden)  # (B, T, V)
-            total += F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum"
-            ).item()
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    return EvalResult(count, total / count if count else float("nan"))
+    """Mean loss of ``model`` on ``ids`` (1-D): exact with ``streams=1``, else the parallel
+    protocol (``streams`` pieces side by side, each after a burn-in; see the module docstring)."""
+    return evaluate_chunks(model, [ids], window=window, streams=streams)
