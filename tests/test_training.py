@@ -217,3 +217,15 @@ def test_validation_during_training_is_the_eval_perplexity_figure(small_text: st
     exact = evaluate_chunks(model, [val]).nats
     assert reported == pytest.approx(parallel, abs=1e-9)
     assert reported == pytest.approx(exact, abs=1e-3)
+
+
+def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    run = start_run(_request(corpus, tmp_path / "r", max_steps=2, eval_every=None), CPU)
+    run.train()
+    assert run.train_config.eval_share is not None  # the default cadence
+    kept = resume_run(TrainRequest(resume=str(tmp_path / "r"), max_steps=4), CPU)
+    assert kept.train_config.eval_share == run.train_config.eval_share
+    asked = resume_run(TrainRequest(resume=str(tmp_path / "r"), max_steps=4, eval_every=3), CPU)
+    assert (asked.train_config.eval_every, asked.train_config.eval_share) == (3, None)
