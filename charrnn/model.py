@@ -7,7 +7,7 @@ N number of recurrent layers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -77,6 +77,12 @@ class CharRNN(nn.Module):
         out, hidden = self.rnn(emb, hidden)  # (B, T, H)
         logits = self.head(self.drop(out))  # (B, T, V)
         return logits, hidden
+
+    def set_dropout(self, p: float) -> None:
+        """Change the dropout probability (config and modules) of a model not yet trained."""
+        self.config = replace(self.config, dropout=p)
+        self.rnn.dropout = p if self.config.layers > 1 else 0.0
+        self.drop.p = p
 
     def init_hidden(self, batch: int) -> Hidden:
         """Zero state for ``batch`` streams, on the device and dtype of the weights."""

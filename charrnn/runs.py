@@ -7,7 +7,8 @@ Defaults (each can be overridden by an option). ``n`` is the number of training 
 
 * model: 2 layers of GRU; hidden 128 if n < 100k, 256 if n < 5M, else 512; embedding 64
   (128 when the vocabulary has over 256 characters); dropout 0.2 if n < 100k, 0.1 if n < 1M,
-  else 0.
+  else 0, raised to 0.1 when the run is expected to make 6 or more passes over the corpus
+  (:func:`fit_dropout_to_length`, from the limits and the measured step time).
 * optimisation: batch 128 streams x 32-character windows, AdamW with lr 8e-3 (GRU and LSTM)
   or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
 * length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
@@ -85,6 +86,8 @@ from .vocab import Vocab
 DEFAULT_MAX_TIME = 120.0
 DEFAULT_BATCH, DEFAULT_SEQ_LEN = 128, 32  # streams x window: 4,096 characters a step
 EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (see training.py)
+# A new run expected to pass over its corpus at least this many times gets at least this dropout.
+LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
 TOKENS_VAL = "tokens-val.bin"
@@ -569,6 +572,31 @@ class Run:
         """Remove the run folder this run created if no checkpoint made it to disk."""
         if self.created and self.dist.is_main and not ck.checkpoint_folders(self.run_dir):
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def expected_epochs(tc: TrainConfig, n_train: int, step_seconds: float) -> float | None:
+    """Passes over ``n_train`` training tokens a new run will make under the limits of ``tc``,
+    a time limit being turned into steps by ``step_seconds`` (inf: unknown); None if unknown."""
+    per_step = tc.batch_size * tc.seq_len
+    steps = [float(tc.max_steps)] if tc.max_steps else []
+    if tc.max_time and 0 < step_seconds < float("inf"):
+        steps.append(tc.max_time * (1.0 - EVAL_SHARE) / step_seconds)
+    epochs = [s * per_step / max(1, n_train) for s in steps]
+    if tc.max_epochs:
+        epochs.append(tc.max_epochs)
+    return min(epochs) if epochs else None
+
+
+def fit_dropout_to_length(run: Run, step_seconds: float) -> str | None:
+    """Give a new run that will pass over its corpus many times at least LONG_RUN_DROPOUT (for a
+    run whose dropout the user left to the defaults); returns a notice when it does."""
+    if run.resumed or run.model.config.dropout >= LONG_RUN_DROPOUT:
+        return None
+    epochs = expected_epochs(run.train_config, int(run.corpus.train_ids.numel()), step_seconds)
+    if epochs is None or epochs < LONG_RUN_EPOCHS:
+        return None
+    run.model.set_dropout(LONG_RUN_DROPOUT)
+    return f"about {epochs:.0f} passes over the corpus expected: dropout {LONG_RUN_DROPOUT:g}"
 
 
 def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:

@@ -483,7 +483,15 @@ def trainer_state_from_plain(
     return state
 
 
-def probe_threads(model: CharRNN, batch: int, seq_len: int, candidates: Sequence[int]) -> int:
+@dataclass(frozen=True)
+class ThreadProbe:
+    threads: int  # the fastest thread count, now set
+    step_seconds: float  # a forward + backward pass with it (inf: not measured)
+
+
+def probe_threads(
+    model: CharRNN, batch: int, seq_len: int, candidates: Sequence[int]
+) -> ThreadProbe:
     """The CPU thread count (among ``candidates``) that runs a training step of ``model`` fastest.
 
     A few forward/backward passes on random ids; nothing changes in the model (gradients are
@@ -492,7 +500,7 @@ def probe_threads(model: CharRNN, batch: int, seq_len: int, candidates: Sequence
     """
     device = next(model.parameters()).device
     if device.type != "cpu" or len(candidates) < 2:
-        return torch.get_num_threads()
+        return ThreadProbe(torch.get_num_threads(), float("inf"))
     rng = torch.get_rng_state()
     before = torch.get_num_threads()
     was_training = model.training
@@ -518,4 +526,4 @@ def probe_threads(model: CharRNN, batch: int, seq_len: int, candidates: Sequence
         model.train(was_training)
         torch.set_rng_state(rng)
     torch.set_num_threads(best)
-    return best
+    return ThreadProbe(best, best_time)

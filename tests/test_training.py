@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,8 +193,9 @@ def test_probe_threads_changes_nothing_but_the_thread_count() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(5)
     rng = torch.get_rng_state()
-    n = probe_threads(model, 4, 16, [1, 2])
-    assert n in (1, 2) and torch.get_num_threads() == n
+    probe = probe_threads(model, 4, 16, [1, 2])
+    n = probe.threads
+    assert n in (1, 2) and torch.get_num_threads() == n and 0 < probe.step_seconds < 60
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -229,3 +231,28 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
     assert kept.train_config.eval_share == run.train_config.eval_share
     asked = resume_run(TrainRequest(resume=str(tmp_path / "r"), max_steps=4, eval_every=3), CPU)
     assert (asked.train_config.eval_every, asked.train_config.eval_share) == (3, None)
+
+
+def test_long_runs_get_dropout(tmp_path: Path, small_text: str) -> None:
+    from charrnn.runs import LONG_RUN_DROPOUT, expected_epochs, fit_dropout_to_length
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    # 8 streams x 16 = 128 tokens a step; the limit is 10 s of training.
+    req = _request(corpus, tmp_path / "r", dropout=0.0, max_steps=None, max_time=10.0)
+    run = start_run(req, CPU)
+    n = int(run.corpus.train_ids.numel())
+    tc = run.train_config
+    assert expected_epochs(tc, n, float("inf")) is None  # a time limit and no step time
+    assert expected_epochs(tc, n, 10.0 * 0.95 / 84) == pytest.approx(84 * 128 / n)
+    assert expected_epochs(replace(tc, max_epochs=2.0), n, 1e-6) == 2.0  # the nearest limit
+    # One slow step: well under a pass, nothing changes.
+    assert fit_dropout_to_length(run, 1.0) is None and run.model.config.dropout == 0.0
+    # Fast steps: dozens of passes, so dropout, in the config that is saved and in the modules.
+    notice = fit_dropout_to_length(run, 0.01)
+    assert notice is not None and "passes over the corpus" in notice
+    assert run.config_json({})["model"]["dropout"] == LONG_RUN_DROPOUT
+    assert run.model.rnn.dropout == LONG_RUN_DROPOUT and run.model.drop.p == LONG_RUN_DROPOUT
+    run.model.train()
+    x = torch.randint(0, len(run.vocab), (2, 12))
+    assert not torch.equal(run.model(x)[0], run.model(x)[0])  # dropout is live

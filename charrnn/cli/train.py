@@ -12,7 +12,7 @@ import typer
 from .. import distributed
 from ..device import resolve_device
 from ..errors import CharRNNError
-from ..runs import Run, TrainRequest, resume_run, start_run
+from ..runs import Run, TrainRequest, fit_dropout_to_length, resume_run, start_run
 from ..training import probe_threads
 from .common import checkpoints_root, err, live_display, parse_duration, set_threads
 from .view import Reporter
@@ -174,10 +174,16 @@ def _train(
     reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
     where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
     cores = torch.get_num_threads()
+    step_seconds = float("inf")
     if threads is None and dev.type == "cpu" and cores > 1 and not d.enabled:
         tc = run.train_config
-        n = probe_threads(run.model, tc.batch_size, tc.seq_len, sorted({1, cores}))
+        probe = probe_threads(run.model, tc.batch_size, tc.seq_len, sorted({1, cores}))
+        n, step_seconds = probe.threads, probe.step_seconds
         where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {cores} here)"
+    if req.dropout is None and not d.enabled:
+        notice = fit_dropout_to_length(run, step_seconds)
+        if notice:
+            run.notices.append(notice)
     if not quiet:
         reporter.header(where)
 
