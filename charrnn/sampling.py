@@ -126,7 +126,7 @@ def generate(
         head = next(chars)
         rest: Iterator[str] = chars
     else:
-        steps = _generate(model, vocab, prime, cfg, batch=1, fast=fast)
+        steps = _generate_plain(model, vocab, prime, cfg, batch=1)
         head = next(steps)[0]
         rest = (pieces[0] for pieces in steps)
     if head:
