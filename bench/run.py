@@ -46,9 +46,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn import checkpoint as ck  # noqa: E402
+from charrnn.defaults import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
 from charrnn.evaluation import evaluate_chunks  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.runs import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
 from charrnn.sampling import SampleConfig, generate, generate_many  # noqa: E402
 from charrnn.training import TrainConfig, Trainer  # noqa: E402
 
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         exact = evaluate_chunks(model, [val_ids])
         exact_s = time.perf_counter() - t
-        rows.append(("val nats/char (exact, 1 stream)", f"{exact.nats:.4f}", ""))
-        rows.append(("val bits/char", f"{exact.bits:.4f}", ""))
+        rows.append(("val nats/char (exact, 1 stream)", f"{exact.nats_per_char:.4f}", ""))
+        rows.append(("val bits/char", f"{exact.bits_per_char:.4f}", ""))
 
         # 4. sampling
         log("sampling")
@@ -366,7 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.quick:
             full = evaluate_chunks(model, [val_ids], streams=64, burn_in=256)
-            rows.append(("  parallel - exact, nats/char", f"{full.nats - exact.nats:+.5f}", ""))
+            rows.append(
+                (
+                    "  parallel - exact, nats/char",
+                    f"{full.nats_per_char - exact.nats_per_char:+.5f}",
+                    "",
+                )
+            )
         del par
 
     # 6. training-step probes
@@ -408,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| {date}{' (quick)' if args.quick else ''} | {corpus.name} | {args.budget:g} | "
         f"{threads} | "
         f"{label} | {metrics['step']} | {train_rate / 1e3:.1f}k ({train_frac:.0%}) | "
-        f"{exact.nats:.4f} | {exact.bits:.4f} | {s1 / 1e3:.1f}k ({s1_ratio:.2f}) | "
+        f"{exact.nats_per_char:.4f} | {exact.bits_per_char:.4f} | "
+        f"{s1 / 1e3:.1f}k ({s1_ratio:.2f}) | "
         f"{lstm_rate / 1e3:.1f}k ({lstm_ratio:.2f}) | {s64 / 1e3:.1f}k "
         f"({s64 * fwd / 1e9 / p64:.0%}) | {ev / 1e3:.1f}k ({ev * fwd / 1e9 / pev:.0%}) | "
         f"{probe_txt} | {peak0:.0f} | {train_rss:.0f} / {r_b:.0f} |\n"

@@ -15,8 +15,8 @@ import torch
 
 from . import checkpoint as ck
 from .errors import CheckpointError
-from .evaluation import LN2
 from .model import CharRNN, ModelConfig
+from .units import best_bits_per_char, bits, perplexity_of
 from .vocab import UNK
 
 SORT_KEYS = ("name", "when", "bpc", "params", "steps")
@@ -41,11 +41,6 @@ def corpus_name(data: dict[str, Any]) -> str:
     if first == "corpus-stdin.txt" or first == "-":
         first = "<stdin>"
     return first + (f" +{len(sources) - 1}" if len(sources) > 1 else "")
-
-
-def best_bits(metrics: dict[str, Any]) -> float | None:
-    best = metrics.get("best_val_loss")
-    return None if best is None else best / LN2
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         hidden=int(model.get("hidden", 0)),
         parameters=parameters,
         steps=int(metrics.get("step", 0)),
-        best_val_bits_per_char=best_bits(metrics),
+        best_val_bits_per_char=best_bits_per_char(metrics),
         best_step=metrics.get("best_step"),
         saved_at=str(config.get("saved_at", "")),
         modified=ck.saved_time(newest),
@@ -143,7 +138,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
     ``preview`` entries, ``<UNK>`` first), training arguments, data and final metrics."""
     ckpt = ck.resolve_checkpoint(Path(path))
     config = ck.read_config(ckpt)
-    vocab = ck.load_vocab(ckpt)
+    vocab = ck.load_vocab(ckpt, config)
     model = config.get("model") or {}
     try:
         parameters = count_parameters(model)
@@ -152,6 +147,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
     run_dir = ckpt.parent
     pointers = [p for p in (ck.BEST, ck.LATEST) if ck.read_pointer(run_dir, p) == ckpt.name]
     files = ck.file_sizes(ckpt)
+    metrics = config.get("metrics") or {}
     return {
         "checkpoint": str(ckpt),
         "run": str(run_dir),
@@ -170,8 +166,24 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
         },
         "training": config.get("training") or {},
         "data": config.get("data") or {},
-        "metrics": config.get("metrics") or {},
+        "metrics": metrics,
+        "validation": validation_figures(metrics),
         "files": files,
+    }
+
+
+def validation_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The per-character figures of a checkpoint's last and best validation (None: unknown),
+    from its config.json metrics (see :func:`charrnn.units.best_bits_per_char`)."""
+    per_char = metrics.get("val_nats_per_char")
+    if not isinstance(per_char, int | float):
+        per_char = None
+    return {
+        "nats_per_char": per_char,
+        "bits_per_char": None if per_char is None else bits(per_char),
+        "perplexity": None if per_char is None else perplexity_of(per_char),
+        "best_bits_per_char": best_bits_per_char(metrics),
+        "best_step": metrics.get("best_step"),
     }
 
 

@@ -19,29 +19,28 @@ Writes are atomic: a checkpoint is built in a hidden temporary sibling folder, e
 fsynced, and the folder is renamed into place; only then are the pointers replaced (write a
 temporary file, fsync, ``os.replace``). A crash at any moment leaves the previous checkpoint and
 pointers usable; left-over ``.tmp-*`` folders are ignored and removed by the next run.
-``metrics.jsonl`` is only ever appended to, one whole line per write (see :class:`MetricsLog`).
+``metrics.jsonl`` belongs to :mod:`charrnn.metrics`, which only ever appends to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
 from .errors import CheckpointError
 from .model import CharRNN, ModelConfig
+from .tensorfile import read_tensors
 from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
 from .vocab import Vocab
 
@@ -54,24 +53,7 @@ TRAINER_STATE = "trainer_state.json"
 TRAINER_TENSORS = "trainer_state.safetensors"
 BEST = "best"
 LATEST = "latest"
-METRICS = "metrics.jsonl"
-TMP_PREFIX = ".tmp-"
 _STEP_RE = re.compile(r"^step-\d+$")
-_MAX_HEADER = 100 * 1024 * 1024
-
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 
 
 def checkpoint_name(step: int) -> str:
@@ -79,24 +61,6 @@ def checkpoint_name(step: int) -> str:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _json_text(obj: Any) -> str:
@@ -113,7 +77,7 @@ def write_checkpoint(
     """Write a checkpoint folder ``run_dir/name`` atomically and return its path."""
     run_dir = Path(run_dir)
     final = run_dir / name
-    tmp = run_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    tmp = temporary_sibling(final)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
@@ -121,25 +85,25 @@ def write_checkpoint(
         tmp.mkdir()
         for fname, obj in json_files.items():
             (tmp / fname).write_text(_json_text(obj), encoding="utf-8")
-            _fsync_file(tmp / fname)
+            fsync_file(tmp / fname)
         for fname, data in (raw_files or {}).items():
             (tmp / fname).write_bytes(data)
-            _fsync_file(tmp / fname)
+            fsync_file(tmp / fname)
         for fname, tensors in tensor_files.items():
             flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
             save_file(flat, str(tmp / fname), metadata={"format": "pt"})
-            _fsync_file(tmp / fname)
-        _fsync_dir(tmp)
+            fsync_file(tmp / fname)
+        fsync_dir(tmp)
         if final.exists():
             # Same name again (e.g. a resumed run saving at the step it resumed from): move the
             # old one aside first so that the rename below cannot fail on a non-empty folder.
-            old = run_dir / f"{TMP_PREFIX}old-{name}-{os.getpid()}"
+            old = temporary_sibling(final, "old-")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         reason = e.strerror or str(e)
@@ -150,37 +114,13 @@ def write_checkpoint(
     return final
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
 def set_pointer(run_dir: Path, pointer: str, name: str) -> None:
     """Atomically make ``run_dir/pointer`` name checkpoint ``name``."""
-    run_dir = Path(run_dir)
-    tmp = run_dir / f"{TMP_PREFIX}{pointer}-{os.getpid()}"
+    path = Path(run_dir) / pointer
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(name + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / pointer)
-        _fsync_dir(run_dir)
+        write_text_atomic(path, name + "\n")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{run_dir / pointer}: cannot update ({e.strerror or e})") from None
+        raise CheckpointError(f"{path}: cannot update ({e.strerror or e})") from None
 
 
 def read_pointer(run_dir: Path, pointer: str) -> str | None:
@@ -226,76 +166,6 @@ def clean_temporary(run_dir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- metrics log
-
-
-def _plain_number(x: Any) -> Any:
-    """JSON has no NaN or Infinity: write them as null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-class MetricsLog:
-    """Appends measurements to ``run_dir/metrics.jsonl``, one JSON object per line.
-
-    Each line goes out in a single unbuffered ``write`` to a file opened for appending, so a
-    reader of a run in progress sees whole lines; at worst the very last line is incomplete, and
-    :func:`read_metrics` skips it. Lines are not fsynced: a crash may lose the last few, which
-    the checkpoints do not depend on.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / METRICS
-        self._file: Any = None
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        plain = {k: _plain_number(v) for k, v in record.items()}
-        line = json.dumps(plain, ensure_ascii=False, separators=(", ", ": ")) + "\n"
-        try:
-            if self._file is None:
-                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
-            self._file.write(line.encode("utf-8"))
-        except OSError as e:
-            raise CheckpointError(f"{self.path}: cannot write ({e.strerror or e})") from None
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/metrics.jsonl`` (empty if there is none), oldest first.
-
-    Safe while the run is training: an incomplete last line is skipped, as is any line that is
-    not a JSON object. A ``start`` record of a resumed session at step s drops the earlier
-    records after step s, which that session redoes, so the result is one consistent history.
-    """
-    path = Path(run_dir) / METRICS
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    records: list[dict[str, Any]] = []
-    for raw in data.split(b"\n")[:-1]:  # the part after the last newline is incomplete
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            continue
-        if not isinstance(obj, dict):
-            continue
-        if obj.get("event") == "start" and isinstance(obj.get("step"), int):
-            start = obj["step"]
-            records = [
-                r for r in records if not (isinstance(r.get("step"), int) and r["step"] > start)
-            ]
-        records.append(obj)
-    return records
 
 
 def file_sizes(ckpt: Path) -> dict[str, int]:
@@ -422,93 +292,6 @@ def read_config(ckpt: Path) -> dict[str, Any]:
     return config
 
 
-def _safetensors_header(path: Path) -> dict[str, Any]:
-    """Parse and check a safetensors header without loading anything."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"{path}: truncated ({size} bytes, not a safetensors file)")
-            (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, _MAX_HEADER):
-                raise CheckpointError(
-                    f"{path}: not a safetensors file (header length {n} exceeds file size {size})"
-                )
-            raw = f.read(n)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing from the checkpoint") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError
-    except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(f"{path}: not a safetensors file (bad header)") from None
-    data_len = size - 8 - n
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, end = info["data_offsets"]
-            dtype = info["dtype"]
-            shape = info["shape"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: bad header entry for tensor {name!r}") from None
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_len):
-            raise CheckpointError(
-                f"{path}: tensor {name!r} points past the end of the file (truncated?)"
-            )
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise CheckpointError(f"{path}: tensor {name!r} has a bad shape")
-        itemsize = torch.empty((), dtype=_DTYPES[dtype]).element_size()
-        if math.prod(shape) * itemsize != end - start:
-            raise CheckpointError(f"{path}: tensor {name!r} size does not match its shape")
-    return header
-
-
-def read_tensors(
-    path: Path, expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None
-) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file, on the CPU, checked against ``expected`` names/shapes/dtypes.
-
-    Never unpickles: the header is parsed and checked here first, then safetensors reads the data.
-    """
-    path = Path(path)
-    header = _safetensors_header(path)
-    if expected is not None:
-        names = set(header) - {"__metadata__"}
-        missing = sorted(set(expected) - names)
-        extra = sorted(names - set(expected))
-        if missing:
-            raise CheckpointError(f"{path}: missing tensor {missing[0]!r}")
-        if extra:
-            raise CheckpointError(f"{path}: unexpected tensor {extra[0]!r}")
-        for name, (shape, dtype) in expected.items():
-            info = header[name]
-            if tuple(info["shape"]) != tuple(shape):
-                raise CheckpointError(
-                    f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, "
-                    f"config.json implies {tuple(shape)}"
-                )
-            if _DTYPES[info["dtype"]] != dtype:
-                raise CheckpointError(
-                    f"{path}: tensor {name!r} has dtype {info['dtype']}, "
-                    f"expected {_DTYPE_NAMES.get(dtype, str(dtype))}"
-                )
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot read tensors ({e})") from None
-    for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf values")
-    return tensors
-
-
 # --------------------------------------------------------------------------- models
 
 
@@ -581,18 +364,3 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     model.to(device)
     model.eval()
     return LoadedModel(ckpt, model, vocab, config)
-
-
-def copy_stream_atomic(src: BinaryIO, path: Path) -> None:
-    """Copy a byte stream (e.g. standard input) into a file, atomically and in bounded memory."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None

@@ -28,11 +28,8 @@ The last window of an epoch is shorter when T does not divide L - 1.
 from __future__ import annotations
 
 import codecs
-import hashlib
-import os
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +40,7 @@ import torch
 from .errors import CorpusError
 
 STDIN = "-"
-_CONTROL_OK = {"\n", "\t", "\r", "\f"}
+DECODE_ERRORS = ("strict", "replace", "ignore")  # what --errors accepts (Python codec handlers)
 
 
 def iter_text(
@@ -120,11 +117,6 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
     return "".join(iter_text(path, encoding, errors))
 
 
-def _is_bad_control(ch: str) -> bool:
-    o = ord(ch)
-    return (o < 32 or 0x7F <= o < 0xA0) and ch not in _CONTROL_OK
-
-
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     """Training text and held-out validation tail (the last ``val_fraction`` of the characters)."""
     if not 0.0 <= val_fraction < 1.0:
@@ -188,99 +180,6 @@ def fit_batch(n: int, batch_size: int, seq_len: int) -> Fit:
     return Fit(b, t, True)
 
 
-# ------------------------------------------------------------------ corpora larger than memory
-#
-# A corpus is read in three streaming passes, never held whole in memory:
-#   1. count its characters (and hash them) to place the train/validation cut,
-#   2. count each character of the training part to build the vocabulary,
-#   3. encode everything into a token file (uint8 / int16 / int32 by vocabulary size) that
-#      training then memory-maps.
-
-
-def iter_corpus(
-    paths: Sequence[str], encoding: str = "utf-8", errors: str = "strict"
-) -> Iterator[str]:
-    """Chunks of several files read one after the other, each file starting on a new line."""
-    for i, p in enumerate(paths):
-        last = ""
-        for chunk in iter_text(p, encoding, errors):
-            last = chunk
-            yield chunk
-        if not last:
-            raise CorpusError(f"{'<stdin>' if p == STDIN else p}: empty file")
-        if i < len(paths) - 1 and not last.endswith("\n"):
-            yield "\n"
-
-
-@dataclass(frozen=True)
-class TextStats:
-    chars: int
-    sha256: str
-
-
-def text_stats(chunks: Iterable[str]) -> TextStats:
-    """Length in characters and sha256 of the UTF-8 encoding of a chunked text."""
-    h = hashlib.sha256()
-    n = 0
-    for chunk in chunks:
-        n += len(chunk)
-        h.update(chunk.encode("utf-8"))
-    return TextStats(n, h.hexdigest())
-
-
-def split_chunks(chunks: Iterable[str], cut: int) -> Iterator[tuple[str, str]]:
-    """(part before ``cut``, part from ``cut`` on) for each chunk of a text."""
-    pos = 0
-    for chunk in chunks:
-        end = pos + len(chunk)
-        if end <= cut:
-            yield chunk, ""
-        elif pos >= cut:
-            yield "", chunk
-        else:
-            yield chunk[: cut - pos], chunk[cut - pos :]
-        pos = end
-
-
-def count_chars(chunks: Iterable[str]) -> Counter[str]:
-    counter: Counter[str] = Counter()
-    for chunk in chunks:
-        counter.update(chunk)
-    return counter
-
-
-def at_line_ends(parts: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """Regroup (train, val) chunks so that each ends after a newline where it can, for
-    tokenizers whose output depends on where a chunk is cut (words stay whole)."""
-    carry = ["", ""]
-    for pair in parts:
-        out = []
-        for j in (0, 1):
-            text = carry[j] + pair[j]
-            cut = text.rfind("\n") + 1
-            if cut == 0 and len(text) < (1 << 22):
-                out.append("")
-                carry[j] = text
-            else:
-                cut = cut or len(text)
-                out.append(text[:cut])
-                carry[j] = text[cut:]
-        if carry[0] and pair[1]:  # the training part has ended: flush what it holds
-            out[0] += carry[0]
-            carry[0] = ""
-        yield out[0], out[1]
-    yield carry[0], carry[1]
-
-
-def token_dtype(vocab_size: int) -> np.dtype[Any]:
-    """Smallest integer type the token file needs (torch reads uint8, int16 and int32)."""
-    if vocab_size <= 256:
-        return np.dtype(np.uint8)
-    if vocab_size <= 32767:
-        return np.dtype(np.int16)
-    return np.dtype(np.int32)
-
-
 class Encoder:
     """Vectorised character -> id mapping through a code-point lookup table."""
 
@@ -293,69 +192,3 @@ class Encoder:
     def __call__(self, text: str) -> np.ndarray[Any, np.dtype[np.int32]]:
         cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
         return self.lut[np.minimum(cps, len(self.lut) - 1)]
-
-
-def encode_to_files(
-    parts: Iterable[tuple[str, str]],
-    enc: Callable[[str], Any],
-    dtype: np.dtype[Any],
-    train_path: Path,
-    val_path: Path,
-) -> tuple[int, int, int]:
-    """Encode (train part, val part) chunks with ``enc`` into two token files, each written
-    atomically.
-
-    Returns (train tokens, val tokens, unknown tokens in the val part).
-    """
-    n_train = n_val = unknown = 0
-    tmp_t = train_path.with_name(f".tmp-{train_path.name}-{os.getpid()}")
-    tmp_v = val_path.with_name(f".tmp-{val_path.name}-{os.getpid()}")
-    try:
-        with open(tmp_t, "wb") as ft, open(tmp_v, "wb") as fv:
-            for a, b in parts:
-                if a:
-                    ids = np.asarray(enc(a))
-                    ft.write(ids.astype(dtype).tobytes())
-                    n_train += ids.size
-                if b:
-                    ids = np.asarray(enc(b))
-                    fv.write(ids.astype(dtype).tobytes())
-                    n_val += ids.size
-                    unknown += int((ids == 0).sum())
-            for f in (ft, fv):
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp_t, train_path)
-        os.replace(tmp_v, val_path)
-    except OSError as e:
-        raise CorpusError(
-            f"{train_path.parent}: cannot write the token cache ({e.strerror})"
-        ) from None
-    finally:
-        tmp_t.unlink(missing_ok=True)
-        tmp_v.unlink(missing_ok=True)
-    return n_train, n_val, unknown
-
-
-def control_count(counts: Mapping[str, int]) -> int:
-    """How many NUL or other control characters (besides newline, tab, CR, FF) were counted."""
-    return sum(n for ch, n in counts.items() if _is_bad_control(ch))
-
-
-def fingerprint(path: str | Path) -> list[int]:
-    """(size, modification time) of a file: a cheap check that it has not changed."""
-    st = Path(path).stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def open_tokens(path: Path, dtype: np.dtype[Any], count: int) -> torch.Tensor:
-    """A token file as a 1-D tensor backed by a memory map (not read into memory)."""
-    if count == 0:
-        return torch.empty(0, dtype=torch.long)
-    size = Path(path).stat().st_size
-    if size != count * dtype.itemsize:
-        raise CorpusError(
-            f"{path}: token cache has {size} bytes, expected {count * dtype.itemsize}"
-        )
-    arr = np.memmap(path, dtype=dtype, mode="c", shape=(count,))  # copy-on-write: never written
-    return torch.from_numpy(arr)

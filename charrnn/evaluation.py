@@ -21,38 +21,32 @@ it, so only the very first characters of a file are read from the zero state (as
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
 from .model import CharRNN, Hidden
+from .units import LN2, Score
 
-LN2 = math.log(2.0)
+
+class _Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    tokens: int  # how many next-token predictions were scored
-    nats: float  # mean cross-entropy per token, in nats
-    chars: float | None = None  # characters those tokens cover (None: one per token)
-
-    @property
-    def nats_per_char(self) -> float:
-        if self.chars is None or not self.chars:
-            return self.nats
-        return self.nats * self.tokens / self.chars
-
-    @property
-    def bits(self) -> float:
-        """Bits per character (per token and per character agree for characters)."""
-        return self.nats_per_char / LN2
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(min(self.nats, 700.0))
+__all__ = [
+    "LN2",
+    "Score",
+    "StreamEvaluator",
+    "TextScore",
+    "evaluate",
+    "evaluate_chunks",
+    "score_text",
+    "token_lengths",
+]
 
 
 DEFAULT_STREAMS = 64
@@ -74,6 +68,7 @@ class StreamEvaluator:
         streams: int = 1,
         burn_in: int = DEFAULT_BURN_IN,
         block: int = PARALLEL_BLOCK,
+        lengths: torch.Tensor | None = None,
     ) -> None:
         if streams < 1 or burn_in < 0 or block < 1:
             raise ValueError("streams and block must be >= 1 and burn_in >= 0")
@@ -90,12 +85,26 @@ class StreamEvaluator:
         self.pending: list[torch.Tensor] = []  # parallel protocol: chunks not scored yet
         self.pending_n = 0
         self.context = torch.zeros(0, dtype=torch.long)  # the text just before ``pending``
+        self.lengths = lengths  # characters per token id (None: one each)
+        self.chars = 0  # characters of everything fed
+        self.first_chars: int | None = None  # of the first token, which is never predicted
+
+    def _count_chars(self, ids: torch.Tensor, chars: int | None) -> None:
+        if self.lengths is None:
+            per = torch.ones_like(ids)
+        else:
+            per = self.lengths[ids.reshape(-1).long().cpu()]
+        if self.first_chars is None:
+            self.first_chars = int(per[0])
+        self.chars += int(per.sum()) if chars is None else chars
 
     @torch.no_grad()
-    def feed(self, ids: torch.Tensor) -> None:
-        """Add a chunk of token ids (1-D) to the stream."""
+    def feed(self, ids: torch.Tensor, chars: int | None = None) -> None:
+        """Add a chunk of token ids (1-D) to the stream; ``chars``: how many characters of text
+        they encode (None: the sum of their pieces' lengths, see :func:`token_lengths`)."""
         if ids.numel() == 0:
             return
+        self._count_chars(ids, chars)
         if self.streams > 1:
             self.pending.append(ids.reshape(-1).cpu())
             self.pending_n += ids.numel()
@@ -133,9 +142,11 @@ class StreamEvaluator:
         self.count += count
         self.context = torch.cat([self.context, ids])[-(self.burn_in + 1) :]
 
-    def result(self) -> EvalResult:
+    def result(self) -> Score:
+        """The score of every prediction so far: each token but the first, whose characters
+        are therefore not counted either."""
         self._flush()
-        return EvalResult(self.count, self.total / self.count if self.count else float("nan"))
+        return Score(self.count, self.chars - (self.first_chars or 0), self.total)
 
 
 @torch.no_grad()
@@ -202,16 +213,68 @@ def evaluate_chunks(
     window: int = 1024,
     streams: int = 1,
     burn_in: int = DEFAULT_BURN_IN,
-) -> EvalResult:
-    """Evaluation of a text given as consecutive chunks of ids: exact with ``streams=1``, else
-    the parallel protocol with ``burn_in`` characters of context before each piece."""
-    ev = StreamEvaluator(model, window, streams=streams, burn_in=burn_in)
+    lengths: torch.Tensor | None = None,
+    chars: int | None = None,
+) -> Score:
+    """Score a text given as consecutive chunks of ids (1-D): exact with ``streams=1``, else
+    the parallel protocol with ``burn_in`` tokens of context before each piece.
+
+    ``lengths`` (V,) gives the characters of each token id (:func:`token_lengths`; None: one);
+    ``chars``, when known, the characters the whole text has (else counted from ``lengths``).
+    """
+    ev = StreamEvaluator(model, window, streams=streams, burn_in=burn_in, lengths=lengths)
     for chunk in chunks:
         ev.feed(chunk)
+    if chars is not None:
+        ev.chars = chars
     return ev.result()
 
 
-def evaluate(model: CharRNN, ids: torch.Tensor, streams: int = 1, window: int = 1024) -> EvalResult:
+def evaluate(model: CharRNN, ids: torch.Tensor, streams: int = 1, window: int = 1024) -> Score:
     """Mean loss of ``model`` on ``ids`` (1-D): exact with ``streams=1``, else the parallel
     protocol (``streams`` pieces side by side, each after a burn-in; see the module docstring)."""
     return evaluate_chunks(model, [ids], window=window, streams=streams)
+
+
+def token_lengths(itos: Sequence[str]) -> torch.Tensor:
+    """Characters each token id stands for, (V,) int64: 1 for every character and for
+    ``<UNK>`` (id 0), the piece's length for subword pieces. Used to count the characters a
+    stream of ids covers when the text itself is not at hand (sentencepiece encodes a run of
+    unseen characters as one ``<UNK>``, so such runs count as one character there)."""
+    return torch.tensor([1, *(max(1, len(p)) for p in itos[1:])], dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """A text scored by :func:`score_text`: its length, its characters the tokenizer did not
+    know, and the :class:`~charrnn.units.Score` of its predictions."""
+
+    chars: int
+    unknown: int
+    score: Score
+
+
+def score_text(
+    model: CharRNN,
+    tokenizer: _Tokenizer,
+    chunks: Iterable[str],
+    streams: int = DEFAULT_STREAMS,
+    burn_in: int = DEFAULT_BURN_IN,
+) -> TextScore:
+    """Score a text given as consecutive string chunks (what ``charrnn eval-perplexity`` does per
+    file): encode each chunk, feed it with its exact character count, count unknown tokens.
+
+    ``streams=1`` is the exact protocol, more the parallel one (module docstring). The score
+    covers every character but those of the first token, which nothing predicts.
+    """
+    ev = StreamEvaluator(model, streams=streams, burn_in=burn_in)
+    chars = unknown = 0
+    for chunk in chunks:
+        ids = tokenizer.encode(chunk)
+        chars += len(chunk)
+        unknown += sum(1 for i in ids if i == 0)
+        if ids:
+            if ev.first_chars is None:
+                ev.first_chars = len(tokenizer.decode(ids[:1]))
+            ev.feed(torch.tensor(ids, dtype=torch.long), len(chunk))
+    return TextScore(chars, unknown, ev.result())

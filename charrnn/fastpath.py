@@ -16,20 +16,27 @@ How the weights are laid out (PyTorch's own formulas, rearranged, never approxim
     products, time-pipelined: layer k's new state [h_k, 1] is needed by layer k+1 now and by
             layer k itself at the next step, so one product right after layer k's cell gives both
                 out[k]   = [h_k, 1] @ [W_ih(k+1)^T | W_hh(k)^T; b_ih(k+1) | b_hh(k)]
-                out[N-1] = [h_last, 1] @ [W_head^T * scale | W_hh(N-1)^T; b_head | b_hh(N-1)]
+                out[N-1] = [h_last, 1] @ [W_head^T * s | W_hh(N-1)^T; b_head * s | b_hh(N-1)]
             i.e. [gi(k+1) | gh(k) for the next step] and [logits | gh(N-1) for the next step]:
-            N products per step instead of 2N+1 (set_state computes the first gh's)
+            N products per step instead of 2N+1 (refresh, run by set_state, computes the first
+            gh's); one stream, matrix above ONE_PRODUCT_MAX: two products into out[k]'s halves
     sigmoid gates:  one stream: rows scaled by 1/2 (exact in binary), so one tanh serves every
                     gate: sigmoid(x) = 0.5 + 0.5 * tanh(x / 2); several: torch.sigmoid
     LSTM rows:      PyTorch's i, f, g, o reordered to i, f, o, g (the sigmoids side by side)
     GRU:            r, z, n with n = tanh(gi_n + r * gh_n), h' = n + z * (h - n)
-    output layer:   ``scale`` and optionally one column (<UNK>) forced to -inf: the sampler
+    output layer:   scale s and optionally one column (<UNK>) forced to -inf: the sampler
                     folds 1 / temperature and the mask in
+
+``FastRNN.__init__`` builds these once: :func:`_state_buffers` (S and its views),
+:func:`_arranged_weights` (the table and every layer's matrices; gate rows by :func:`_gate_rows`,
+the output layer by :func:`_head_weights`) and :func:`_product_plan` (the buffers ``out`` and the
+products that fill them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -79,6 +86,123 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().to(torch.float32).cpu().numpy(), dtype=F32, copy=True)
 
 
+def _state_buffers(
+    batch: int, layers: int, hidden: int, cell: str
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The state S = [h_0, 1, h_1, 1, ...] (B, N*(H+1)) at zero, its views h_k (B, H) and
+    [h_k, 1] (B, H+1) per layer, and the LSTM cell states (B, H) per layer (none for others):
+    (S, h, c, hx)."""
+    B, N, H = batch, layers, hidden
+    H1 = H + 1
+    S = np.zeros((B, N * H1), F32)
+    S[:, H::H1] = 1.0
+    h = [S[:, k * H1 : k * H1 + H] for k in range(N)]  # views (B, H)
+    c = [np.zeros((B, H), F32) for _ in range(N)] if cell == "lstm" else []
+    hx = [S[:, k * H1 : (k + 1) * H1] for k in range(N)]  # [h_k, 1]
+    return S, h, c, hx
+
+
+def _gate_rows(cell: str, hidden: int, halved: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row permutation (G*H,) and per-row scale (G*H,) of the gate blocks, applied to W_ih, W_hh
+    and both biases: LSTM rows as i, f, o, g; with ``halved`` the sigmoid gates' rows times 1/2.
+
+    One stream computes sigmoids as 0.5 + 0.5 * tanh(x / 2) on halved rows (the fewest NumPy
+    calls); several streams call torch's sigmoid, which costs half as much per element as
+    NumPy's tanh once the arrays are large.
+    """
+    H = hidden
+    if cell == "lstm":
+        order, halve = [0, 1, 3, 2], [True, True, True, False]  # i f o g, sigmoids halved
+    elif cell == "gru":
+        order, halve = [0, 1, 2], [True, True, False]  # r z n
+    else:
+        order, halve = [0], [False]
+    scale = np.concatenate([np.full(H, 0.5 if s and halved else 1.0, dtype=F32) for s in halve])
+    rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
+    return rows, scale
+
+
+class _Weights(NamedTuple):
+    """A model's weights as the step uses them (see the module docstring)."""
+
+    table: np.ndarray  # (V, G*H): layer 0's input projection of every token, bias included
+    wh: list[np.ndarray]  # per layer k: (H+1, G*H), W_hh(k)^T with b_hh(k) as last row
+    wi: list[np.ndarray]  # per layer k >= 1: (H+1, G*H), W_ih(k)^T with b_ih(k) as last row
+    head: np.ndarray  # (H+1, V): the output layer, scaled and masked (_head_weights)
+
+
+def _arranged_weights(
+    model: CharRNN, halved: bool, head_scale: float, mask: int | None
+) -> _Weights:
+    """The weights of ``model`` with the gate rows arranged by :func:`_gate_rows`."""
+    c, rnn = model.config, model.rnn
+    rows, scale = _gate_rows(c.cell, c.hidden, halved)
+
+    def arrange(t: torch.Tensor) -> np.ndarray:
+        a = _np(t)[rows]
+        return a * (scale[:, None] if a.ndim == 2 else scale)
+
+    def with_bias(w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+        """(in+1, G*H): W^T with the bias as last row."""
+        return np.vstack([arrange(w).T, arrange(b)[None, :]])
+
+    emb = _np(model.embedding.weight).astype(np.float64)  # (V, E)
+    w_ih0 = arrange(rnn.weight_ih_l0).astype(np.float64)  # (G*H, E)
+    table = np.ascontiguousarray((emb @ w_ih0.T + arrange(rnn.bias_ih_l0)).astype(F32))
+    wh = [
+        with_bias(getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+        for k in range(c.layers)
+    ]
+    wi = [
+        with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
+        for k in range(1, c.layers)
+    ]
+    return _Weights(table, wh, wi, _head_weights(model, head_scale, mask))
+
+
+def _head_weights(model: CharRNN, head_scale: float, mask: int | None) -> np.ndarray:
+    """(H+1, V): [W_head^T; b_head] * head_scale, with column ``mask`` (if any) all 0 and a
+    bias of -inf."""
+    head = np.vstack([_np(model.head.weight).T, _np(model.head.bias)[None, :]]) * F32(head_scale)
+    if mask is not None:
+        head[:, mask] = 0.0
+        head[-1, mask] = -np.inf
+    return head.astype(F32)
+
+
+Products = list[tuple[np.ndarray, np.ndarray]]  # (w, out) pairs: x @ w into out
+
+
+def _product_plan(batch: int, weights: _Weights) -> tuple[list[np.ndarray], list[Products]]:
+    """The time-pipelined products: per layer, its output buffer and its (w, out) products.
+
+    Layer k's new state serves twice, as the input of layer k+1 now and as the recurrent input
+    of layer k at the next step, so one product [h_k, 1] @ [W_in(k+1) | W_hh(k)] gives both (the
+    output layer plays W_in(N)).
+      out[k] = [gi(k+1) | gh(k)] (B, 2*G*H);   out[N-1] = [logits | gh(N-1)] (B, V + G*H)
+    A step reads gh(k) left in out[k] by the step before (:meth:`FastRNN.refresh` computes it).
+    """
+    wh = weights.wh
+    n, gh = len(wh), wh[0].shape[1]
+    outs: list[np.ndarray] = []
+    products: list[Products] = []
+    for k in range(n):
+        nxt = weights.wi[k] if k + 1 < n else weights.head
+        o = np.zeros((batch, nxt.shape[1] + gh), F32)
+        whole = np.hstack([nxt, wh[k]])
+        if batch == 1 and whole.size > ONE_PRODUCT_MAX:
+            split = nxt.shape[1]  # two products into the two halves of the buffer
+            prods = [
+                (np.ascontiguousarray(nxt), o[0, :split]),
+                (np.ascontiguousarray(wh[k]), o[0, split:]),
+            ]
+        else:
+            prods = [(np.ascontiguousarray(whole), o[0] if batch == 1 else o)]
+        outs.append(o)
+        products.append(prods)
+    return outs, products
+
+
 class FastRNN:
     """A CharRNN's weights as NumPy arrays, with the state of ``batch`` streams.
 
@@ -94,85 +218,20 @@ class FastRNN:
             raise ValueError("FastRNN needs a float32 model on the CPU")
         c = model.config
         self.cell = c.cell
-        self.layers = N = c.layers
-        self.hidden_size = H = c.hidden
-        self.batch = B = batch
-        self.vocab_size = V = c.vocab_size
-        rnn = model.rnn
-
-        # Row permutation and scale per gate block: applied to W_ih, W_hh and both biases.
-        # One stream computes sigmoids as 0.5 + 0.5 * tanh(x / 2) on halved rows (the fewest
-        # NumPy calls); several streams call torch's sigmoid, which costs half as much per
-        # element as NumPy's tanh once the arrays are large.
-        self.halved = halved = B == 1
-        if c.cell == "lstm":
-            order, halve = [0, 1, 3, 2], [True, True, True, False]  # i f o g, sigmoids halved
-        elif c.cell == "gru":
-            order, halve = [0, 1, 2], [True, True, False]  # r z n
-        else:
-            order, halve = [0], [False]
-        scale = np.concatenate([np.full(H, 0.5 if s and halved else 1.0, dtype=F32) for s in halve])
-        rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
-
-        def arrange(t: torch.Tensor) -> np.ndarray:
-            a = _np(t)[rows]
-            return a * (scale[:, None] if a.ndim == 2 else scale)
-
-        def with_bias(w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-            """(in+1, G*H): W^T with the bias as last row."""
-            return np.vstack([arrange(w).T, arrange(b)[None, :]])
-
-        H1, GH = H + 1, len(order) * H
-        self.S = np.zeros((B, N * H1), F32)
-        self.S[:, H::H1] = 1.0
-        self.h = [self.S[:, k * H1 : k * H1 + H] for k in range(N)]  # views (B, H)
-        self.c = [np.zeros((B, H), F32) for _ in range(N)] if c.cell == "lstm" else []
-        self.hx = [self.S[:, k * H1 : (k + 1) * H1] for k in range(N)]  # [h_k, 1]
-
-        emb = _np(model.embedding.weight).astype(np.float64)  # (V, E)
-        w_ih0 = arrange(rnn.weight_ih_l0).astype(np.float64)  # (G*H, E)
-        self.table = np.ascontiguousarray((emb @ w_ih0.T + arrange(rnn.bias_ih_l0)).astype(F32))
-        wh = [
-            with_bias(getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
-            for k in range(N)
-        ]
-        wi = [
-            with_bias(getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
-            for k in range(1, N)
-        ]
-        head = np.vstack([_np(model.head.weight).T, _np(model.head.bias)[None, :]]) * F32(
-            head_scale
-        )
-        if mask is not None:
-            head[:, mask] = 0.0
-            head[-1, mask] = -np.inf
-        head = head.astype(F32)  # (H+1, V)
-
-        # Time-pipelined products: layer k's new state serves twice, as the input of layer k+1
-        # now and as the recurrent input of layer k at the next step, so one product
-        # [h_k, 1] @ [W_in(k+1) | W_hh(k)] gives both (the output layer plays W_in(N)).
-        #   out[k] = [gi(k+1) | gh(k)] (B, 2*G*H);   out[N-1] = [logits | gh(N-1)] (B, V + G*H)
-        # A step reads gh(k) left in out[k] by the step before (set_state computes it).
-        self.out: list[np.ndarray] = []
-        self.products: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        for k in range(N):
-            nxt = wi[k] if k + 1 < N else head
-            o = np.zeros((B, nxt.shape[1] + GH), F32)
-            whole = np.hstack([nxt, wh[k]])
-            if B == 1 and whole.size > ONE_PRODUCT_MAX:
-                split = nxt.shape[1]  # two products into the two halves of the buffer
-                prods = [
-                    (np.ascontiguousarray(nxt), o[0, :split]),
-                    (np.ascontiguousarray(wh[k]), o[0, split:]),
-                ]
-            else:
-                prods = [(np.ascontiguousarray(whole), o[0] if B == 1 else o)]
-            self.out.append(o)
-            self.products.append(prods)
-        self.logits = self.out[-1][:, :V]  # (B, V), a view of the last layer's buffer
+        self.layers = c.layers
+        self.hidden_size = c.hidden
+        self.batch = batch
+        self.vocab_size = c.vocab_size
+        self.halved = batch == 1  # sigmoids by tanh on halved rows (see _gate_rows)
+        self.S, self.h, self.c, self.hx = _state_buffers(batch, c.layers, c.hidden, c.cell)
+        weights = _arranged_weights(model, self.halved, head_scale, mask)
+        self.table = weights.table
+        self.out, self.products = _product_plan(batch, weights)
+        N, GH = self.layers, weights.wh[0].shape[1]
+        self.logits = self.out[-1][:, : self.vocab_size]  # (B, V), a view of the last buffer
         self.gh = [self.out[k][:, -GH:] for k in range(N)]  # (B, G*H) views
         self.gi = [self.out[k - 1][:, :GH] for k in range(1, N)]  # input of layer k >= 1
-        self._dot = _product(B)
+        self._dot = _product(batch)
         self.refresh()
         self.step: Callable[[np.ndarray | int], np.ndarray] = {
             "lstm": self._lstm_step,

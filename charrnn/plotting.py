@@ -1,6 +1,6 @@
 """Learning curves of runs as a matplotlib figure (matplotlib is the optional ``plot`` extra).
 
-:func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.checkpoint`) and
+:func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.metrics`) and
 :func:`figure` draws validation bits/char against training time and against characters seen,
 one line per run, side by side. Saving the figure is left to the caller.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 from . import checkpoint as ck
 from .errors import CharRNNError, CheckpointError
+from .metrics import METRICS, read_metrics
 
 INSTALL_HINT = "pip install 'charrnn[plot]' (or pip install matplotlib)"
 
@@ -28,7 +29,7 @@ class Curve:
 def run_folder(path: Path) -> Path:
     """A run folder from a run folder, one of its checkpoints, or its metrics.jsonl."""
     path = Path(path)
-    if path.name == ck.METRICS:
+    if path.name == METRICS:
         return path.parent
     if ck.is_checkpoint(path):
         return path.parent  # a checkpoint folder
@@ -38,12 +39,12 @@ def run_folder(path: Path) -> Path:
 def curve(path: Path, name: str | None = None) -> Curve:
     """The validation curve of one run."""
     run = run_folder(path)
-    records = ck.read_metrics(run)
+    records = read_metrics(run)
     if not records:
         if not ck.is_run_dir(run):
             raise CheckpointError(f"{path}: not a run folder")
         raise CheckpointError(
-            f"{run}: no {ck.METRICS} (runs trained before charrnn wrote it cannot be plotted)"
+            f"{run}: no {METRICS} (runs trained before charrnn wrote it cannot be plotted)"
         )
     evals = [
         r
@@ -54,7 +55,7 @@ def curve(path: Path, name: str | None = None) -> Curve:
         and isinstance(r.get("chars"), int)
     ]
     if not evals:
-        raise CheckpointError(f"{run / ck.METRICS}: no validation measurements yet")
+        raise CheckpointError(f"{run / METRICS}: no validation measurements yet")
     return Curve(
         name=name or run.name,
         seconds=[float(r["time"]) for r in evals],

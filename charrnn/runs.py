@@ -1,383 +1,61 @@
-"""A training run on disk: pick defaults, create or resume a run folder, save as training goes.
+"""A training run on disk: start or resume a run folder, train, save as training goes.
 
-This glues data, model, training and checkpoint together for ``charrnn train``; it knows nothing
-of the command line and prints nothing.
+This wires the corpus (:mod:`charrnn.corpus`), the defaults (:mod:`charrnn.defaults`), the model,
+the trainer (:mod:`charrnn.training`) and the checkpoint files (:mod:`charrnn.checkpoint`,
+:mod:`charrnn.metrics`) together for ``charrnn train``; it knows nothing of the command line and
+prints nothing. The path of ``charrnn train FILE``::
 
-Defaults (each can be overridden by an option). ``n`` is the number of training characters.
-
-* model: 2 layers of GRU; hidden 128 if n < 100k, 256 if n < 5M, else 512; embedding 64
-  (128 when the vocabulary has over 256 characters); dropout 0.2 if n < 100k, 0.1 if n < 1M,
-  else 0, raised to 0.1 when the run is expected to make 6 or more passes over the corpus
-  (:func:`fit_dropout_to_length`, from the limits and the measured step time).
-* optimisation: batch 128 streams x 32-character windows, AdamW with lr 8e-3 (GRU and LSTM)
-  or 2e-3 (tanh RNN), 50 warm-up steps, cosine decay to a tenth over the run, clipping at 1.0.
-* length: without --max-time/--max-steps/--max-epochs a run lasts 2 minutes.
-* evaluation: every 200 steps, skipped while evaluations would take over 5% of the session
-  (an explicit --eval-every is always followed).
-
-Besides checkpoints, a run appends its measurements to ``metrics.jsonl`` in its folder (see
-:meth:`Run._log_metrics`): a ``step`` record every :func:`metrics_every` steps, an ``eval``
-record per validation, and ``start`` / ``end`` records around each session.
+    start_run(request)                 resume_run(request)
+      check_sources, make the folder     newest complete checkpoint -> model, vocabulary, config
+      corpus.read_sources  (3 passes)    corpus.reopen_corpus  (token cache, or encode again)
+      defaults -> ModelConfig, TrainConfig     the saved TrainConfig, new limits applied
+      CharRNN, AdamW                     optimizer + trainer state restored (state.py)
+                 \\                      /
+                  Run.fit_to_machine()   thread probe, dropout for long runs (new runs)
+                  Run.train()            Trainer.run(); on each Evaluated event and at the end
+                                         Run.save() -> checkpoint.write_checkpoint + pointers;
+                                         every event -> metrics.jsonl
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import shutil
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, defaults, runfolder
 from . import checkpoint as ck
-from .data import (
-    STDIN,
-    Encoder,
-    at_line_ends,
-    control_count,
-    count_chars,
-    encode_to_files,
-    fingerprint,
-    fit_batch,
-    iter_corpus,
-    open_tokens,
-    read_text,
-    split_chunks,
-    text_stats,
-    token_dtype,
-)
+from .corpus import Corpus, check_sources, open_corpus, read_sources, reopen_corpus
+from .defaults import TrainRequest
 from .distributed import SINGLE, Dist, barrier, broadcast_text
-from .errors import CharRNNError, CheckpointError, CorpusError, TrainingError
-from .evaluation import LN2
-from .model import CELLS, CharRNN, ModelConfig
-from .tokenizers import (
-    KINDS,
-    MODEL_FILE,
-    SubwordTokenizer,
-    Tokenizer,
-    tokenizer_info,
-    train_subword,
-)
-from .training import (
-    Callback,
-    Evaluated,
-    Event,
-    Finished,
-    Started,
-    Stepped,
-    TrainConfig,
-    Trainer,
-    TrainerState,
-    make_optimizer,
-    optimizer_from_plain,
-    optimizer_to_plain,
-    trainer_state_from_plain,
-    trainer_state_to_plain,
-)
+from .errors import CharRNNError, CheckpointError, TrainingError
+from .evaluation import token_lengths
+from .events import Callback, Evaluated, Event, Finished, Stepped
+from .metrics import MetricsLog, MetricsRecorder, metrics_every
+from .model import CharRNN
+from .probes import probe_threads
+from .state import restore_training, training_files
+from .tokenizers import MODEL_FILE, SubwordTokenizer, Tokenizer, tokenizer_info
+from .training import TrainConfig, Trainer, TrainerState, make_optimizer
+from .units import nats_per_char
 from .vocab import Vocab
 
-DEFAULT_MAX_TIME = 120.0
-DEFAULT_BATCH, DEFAULT_SEQ_LEN = 128, 32  # streams x window: 4,096 characters a step
-EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (see training.py)
-# A new run expected to pass over its corpus at least this many times gets at least this dropout.
-LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
-STDIN_COPY = "corpus-stdin.txt"
-TOKENS_TRAIN = "tokens-train.bin"
-TOKENS_VAL = "tokens-val.bin"
+__all__ = ["MachineFit", "Run", "TrainRequest", "fit_dropout_to_length", "resume_run", "start_run"]
 
 
 @dataclass(frozen=True)
-class TrainRequest:
-    """What the user asked for; None means "choose for me" (or "keep" when resuming)."""
+class MachineFit:
+    """What :meth:`Run.fit_to_machine` measured and chose."""
 
-    corpus: tuple[str, ...] = ()
-    val: str | None = None
-    val_fraction: float = 0.1
-    encoding: str = "utf-8"
-    errors: str = "strict"
-    min_char_count: int = 1
-    tokenizer: str = "char"
-    vocab_size: int = 1024
-    cell: str | None = None
-    layers: int | None = None
-    hidden: int | None = None
-    embed_dim: int | None = None
-    dropout: float | None = None
-    tie_weights: bool | None = None
-    batch_size: int | None = None
-    seq_len: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    clip: float | None = None
-    warmup: int | None = None
-    schedule: str | None = None
-    max_epochs: float | None = None
-    max_steps: int | None = None
-    max_time: float | None = None
-    eval_every: int | None = None
-    seed: int | None = None
-    precision: str | None = None
-    out: str | None = None
-    resume: str | None = None
-    root: str = "checkpoints"
-
-
-@dataclass
-class Corpus:
-    train_text_chars: int
-    vocab: Tokenizer
-    train_ids: torch.Tensor  # 1-D, memory-mapped from the run's token cache
-    val_ids: torch.Tensor | None
-    info: dict[str, Any]  # stored in config.json under "data"
-    notices: list[str] = field(default_factory=list)
-
-
-def _display(path: str) -> str:
-    return "<stdin>" if path == STDIN else path
-
-
-def prepare_corpus(req: TrainRequest, run_dir: Path, vocab: Tokenizer | None = None) -> Corpus:
-    """Read the corpus in streaming passes, build the vocabulary (unless given) and encode it
-    into the run's token cache, which training memory-maps. Memory stays bounded however
-    large the corpus is."""
-    if not req.corpus:
-        raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
-    sources = list(req.corpus)
-
-    def chunks() -> Iterator[str]:
-        return iter_corpus(sources, req.encoding, req.errors)
-
-    stats = text_stats(chunks())
-    name = _display(sources[0])
-    val_sha = None
-    if req.val is not None:
-        val_file = req.val
-
-        def val_chunks() -> Iterator[str]:
-            return iter_corpus([val_file], req.encoding, req.errors)
-
-        val_stats = text_stats(val_chunks())
-        val_sha = val_stats.sha256
-        cut, val_chars = stats.chars, val_stats.chars
-        val_desc = req.val
-
-        def parts() -> Iterator[tuple[str, str]]:
-            yield from ((c, "") for c in chunks())
-            yield from (("", c) for c in val_chunks())
-
-    else:
-        cut = int(stats.chars * (1.0 - req.val_fraction))
-        val_chars = stats.chars - cut
-        val_desc = f"the last {req.val_fraction:g} of the corpus"
-
-        def parts() -> Iterator[tuple[str, str]]:
-            return split_chunks(chunks(), cut)
-
-    if cut < 2:
-        raise CorpusError(f"{name}: only {cut} training characters; at least 2 are needed")
-    if (req.val is not None or req.val_fraction > 0) and val_chars < 2:
-        raise CorpusError(
-            f"{name}: the validation split ({val_desc}) has {val_chars} characters; "
-            "give more text, --val FILE, or --val-fraction 0"
-        )
-    notices = []
-    if vocab is None and req.tokenizer != "char":
-        vocab = train_subword((a for a, _ in parts() if a), req.tokenizer, req.vocab_size)
-    elif vocab is None:
-        counts = count_chars(a for a, _ in parts() if a)
-        vocab = Vocab.from_counts(counts, min_count=req.min_char_count)
-        bad = control_count(counts)
-        if bad:
-            notices.append(f"corpus holds {bad} NUL or other control characters; kept as they are")
-    if len(vocab) < 2:
-        raise CorpusError(
-            f"{name}: no character occurs --min-char-count {req.min_char_count} times"
-        )
-    dtype = token_dtype(len(vocab))
-    if isinstance(vocab, Vocab):
-        n_train, n_val, unknown = encode_to_files(
-            parts(), Encoder(vocab.stoi), dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
-        )
-    else:
-        n_train, n_val, unknown = encode_to_files(
-            at_line_ends(parts()), vocab.encode, dtype, run_dir / TOKENS_TRAIN, run_dir / TOKENS_VAL
-        )
-    if unknown:
-        notices.append(
-            f"validation text has {unknown} characters not in the training vocabulary "
-            "(scored as <UNK>)"
-        )
-    info = {
-        "sources": [STDIN if p == STDIN else str(Path(p).resolve()) for p in sources],
-        "val": None if req.val is None else str(Path(req.val).resolve()),
-        "val_fraction": req.val_fraction,
-        "encoding": req.encoding,
-        "errors": req.errors,
-        "min_char_count": req.min_char_count,
-        "text_sha256": stats.sha256,
-        "val_sha256": val_sha,
-        "tokenizer": tokenizer_info(vocab),
-        "train_text_chars": cut,
-        "val_text_chars": val_chars,
-        "train_chars": n_train,  # tokens (characters for the character tokenizer)
-        "val_chars": n_val,
-        "val_unknown": unknown,
-        "token_dtype": dtype.name,
-        "fingerprints": [fingerprint(p) for p in sources if p != STDIN]
-        + ([fingerprint(req.val)] if req.val is not None else []),
-    }
-    return _open_corpus(run_dir, vocab, info, notices)
-
-
-def _open_corpus(
-    run_dir: Path, vocab: Tokenizer, info: dict[str, Any], notices: list[str]
-) -> Corpus:
-    dtype = np.dtype(info["token_dtype"])
-    train_ids = open_tokens(run_dir / TOKENS_TRAIN, dtype, info["train_chars"])
-    val_ids = open_tokens(run_dir / TOKENS_VAL, dtype, info["val_chars"])
-    return Corpus(
-        info["train_chars"],
-        vocab,
-        train_ids,
-        val_ids if val_ids.numel() >= 2 else None,
-        info,
-        notices,
-    )
-
-
-def _reopen_corpus(run_dir: Path, vocab: Tokenizer, data: dict[str, Any]) -> Corpus:
-    """The corpus of a run being resumed: its token cache if the sources are unchanged,
-    else the sources encoded again (and checked to hold the same text)."""
-    sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
-    files = [*sources, *([data["val"]] if data.get("val") else [])]
-    missing = [p for p in files if not Path(p).is_file()]
-    try:
-        unchanged = not missing and [fingerprint(p) for p in files] == data.get("fingerprints")
-        if unchanged and "token_dtype" in data:
-            return _open_corpus(run_dir, vocab, data, [])
-    except (OSError, CorpusError, KeyError, TypeError, ValueError):
-        pass
-    if missing:
-        raise CorpusError(f"{missing[0]}: the run's corpus file is gone; resuming needs it")
-    req = TrainRequest(
-        corpus=tuple(sources),
-        val=data.get("val"),
-        val_fraction=data.get("val_fraction", 0.1),
-        encoding=data.get("encoding", "utf-8"),
-        errors=data.get("errors", "strict"),
-        min_char_count=data.get("min_char_count", 1),
-    )
-    corpus = prepare_corpus(req, run_dir, vocab=vocab)
-    if corpus.info["text_sha256"] != data.get("text_sha256"):
-        raise CorpusError(
-            f"{sources[0]}: the corpus changed since this run started; resuming needs the same text"
-        )
-    corpus.info = {**data, "fingerprints": corpus.info["fingerprints"]}
-    return corpus
-
-
-def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
-    if req.tokenizer not in ("char", *KINDS):
-        raise CharRNNError(f"--tokenizer {req.tokenizer}: expected char, bpe or unigram")
-    cell = req.cell or "gru"
-    if cell not in CELLS:
-        raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
-    hidden = req.hidden or (128 if n_train < 100_000 else 256 if n_train < 5_000_000 else 512)
-    embed = req.embed_dim or (64 if vocab_size <= 256 else 128)
-    if req.tie_weights:
-        if req.embed_dim is not None and req.embed_dim != hidden:
-            raise CharRNNError("--tie-weights needs --embed-dim equal to --hidden")
-        embed = hidden
-    if req.dropout is not None:
-        dropout = req.dropout
-    else:
-        dropout = 0.2 if n_train < 100_000 else 0.1 if n_train < 1_000_000 else 0.0
-    return ModelConfig(
-        vocab_size=vocab_size,
-        cell=cell,
-        layers=req.layers or 2,
-        hidden=hidden,
-        embed_dim=embed,
-        dropout=dropout,
-        tie_weights=bool(req.tie_weights),
-    )
-
-
-def auto_precision(device: torch.device) -> str:
-    """bf16 on GPUs that have it, else fp32."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
-def auto_train_config(
-    req: TrainRequest, cell: str, n_train: int, device: torch.device | None = None
-) -> tuple[TrainConfig, str | None]:
-    """Training configuration, and a notice if the batch had to shrink to fit the corpus."""
-    fit = fit_batch(n_train, req.batch_size or DEFAULT_BATCH, req.seq_len or DEFAULT_SEQ_LEN)
-    notice = None
-    if fit.shrunk:
-        notice = (
-            f"corpus is small ({n_train} training characters): using {fit.batch_size} streams of "
-            f"{fit.seq_len}-character windows"
-        )
-    max_time = req.max_time
-    if max_time is None and req.max_steps is None and req.max_epochs is None:
-        max_time = DEFAULT_MAX_TIME
-    lr = req.lr or {"gru": 8e-3, "lstm": 8e-3, "rnn": 2e-3}[cell]
-    cfg = TrainConfig(
-        batch_size=fit.batch_size,
-        seq_len=fit.seq_len,
-        lr=lr,
-        weight_decay=0.01 if req.weight_decay is None else req.weight_decay,
-        clip=1.0 if req.clip is None else req.clip,
-        warmup_steps=50 if req.warmup is None else req.warmup,
-        schedule=req.schedule or "cosine",
-        max_epochs=req.max_epochs,
-        max_steps=req.max_steps,
-        max_time=max_time,
-        eval_every=req.eval_every or 200,
-        eval_share=None if req.eval_every else EVAL_SHARE,
-        seed=1337 if req.seed is None else req.seed,
-        precision=req.precision or auto_precision(device or torch.device("cpu")),
-    )
-    return cfg, notice
-
-
-def metrics_every(tc: TrainConfig) -> int:
-    """Steps between ``step`` records in metrics.jsonl: about ten per evaluation interval
-    (every 20 steps when the run never evaluates)."""
-    return max(1, tc.eval_every // 10) if tc.eval_every > 0 else 20
-
-
-def _sig(x: float) -> float:
-    """``x`` to 6 significant digits, to keep metrics.jsonl readable."""
-    return float(f"{x:.6g}")
-
-
-def _train_fields(loss: float | None, lr: float | None, rate: float | None) -> dict[str, Any]:
-    return {
-        "train_loss": None if loss is None else _sig(loss),
-        "train_bits_per_char": None if loss is None else _sig(loss / LN2),
-        "lr": None if lr is None else _sig(lr),
-        "chars_per_sec": None if rate is None else round(rate),
-    }
-
-
-def _unique_run_dir(root: Path, stem: str) -> Path:
-    cand = root / stem
-    i = 2
-    while cand.exists():
-        cand = root / f"{stem}-{i}"
-        i += 1
-    return cand
+    threads: int | None  # CPU threads chosen by the probe (None: not probed)
+    candidates: tuple[int, ...]  # what the probe compared
+    notices: tuple[str, ...]  # choices to tell the user about
 
 
 class Run:
@@ -394,6 +72,8 @@ class Run:
         created: bool,
         notices: list[str],
         dist: Dist = SINGLE,
+        request: TrainRequest | None = None,
+        metrics: dict[str, Any] | None = None,
     ) -> None:
         self.dist = dist
         self.run_dir = run_dir
@@ -405,20 +85,17 @@ class Run:
         self.state = state
         self.created = created
         self.notices = notices
+        self.request = request or TrainRequest()
         self.saved_step: int | None = state.step if state is not None else None
         self.last_saved: Path | None = None
         self.best_path: Path | None = None
         self.trainer: Trainer | None = None
-        self._last_metrics: dict[str, Any] = {}
-        self.metrics_log = ck.MetricsLog(run_dir)
+        self.stop_reason: str | None = None  # Finished.reason of the last session
+        # Figures of the last evaluation and the best so far, carried into config.json.
+        keep = ("val_", "best_val_")
+        self.last_metrics = {k: v for k, v in (metrics or {}).items() if k.startswith(keep)}
+        self.metrics_log = MetricsLog(run_dir)
         self._last_step: Stepped | None = None
-
-    @property
-    def chars_per_token(self) -> float:
-        """Validation characters per token (1 for characters), for bits per character."""
-        info = self.corpus.info
-        tokens, chars = info.get("val_chars", 0), info.get("val_text_chars", 0)
-        return chars / tokens if tokens and chars else 1.0
 
     @property
     def resumed(self) -> bool:
@@ -436,6 +113,25 @@ class Run:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
+    def fit_to_machine(self, threads: int | None = None) -> MachineFit:
+        """Apply the machine-dependent defaults: the CPU thread count (probed when ``threads``
+        is None on a CPU with several cores) and, for a new run whose dropout was left to the
+        defaults, dropout for a run expected to pass over its corpus many times."""
+        device = next(self.model.parameters()).device
+        cores = torch.get_num_threads()
+        candidates = defaults.thread_candidates(cores)
+        chosen, step_seconds, notices = None, float("inf"), []
+        if threads is None and device.type == "cpu" and cores > 1 and not self.dist.enabled:
+            tc = self.train_config
+            probe = probe_threads(self.model, tc.batch_size, tc.seq_len, candidates)
+            chosen, step_seconds = probe.threads, probe.step_seconds
+        if self.request.dropout is None and not self.dist.enabled:
+            notice = fit_dropout_to_length(self, step_seconds)
+            if notice:
+                notices.append(notice)
+        self.notices.extend(notices)
+        return MachineFit(chosen, tuple(candidates), tuple(notices))
+
     def save(self, state: TrainerState, best: bool) -> Path | None:
         """Write a complete checkpoint for ``state`` and move the pointers (rank 0 only; with
         several processes every rank must call this, for the carried state is gathered)."""
@@ -449,22 +145,19 @@ class Run:
                 f"step {state.step}: the weights hold NaN or Inf; not saving them "
                 f"(the last good checkpoint in {self.run_dir} is kept)"
             )
-        opt_tensors, opt_meta = optimizer_to_plain(self.optimizer)
-        st_tensors, st_json = trainer_state_to_plain(state)
-        st_json["optimizer"] = opt_meta
+        st_json, st_tensors = training_files(self.optimizer, state)
         name = ck.checkpoint_name(state.step)
         path = ck.write_checkpoint(
             self.run_dir,
             name,
             {
-                ck.CONFIG: self.config_json(self._metrics(state)),
+                ck.CONFIG: self.config_json(self.metrics(state)),
                 ck.VOCAB: self.vocab.to_dict(),
                 ck.TRAINER_STATE: st_json,
             },
             {
                 ck.MODEL: ck.model_tensors(self.model),
-                ck.OPTIMIZER: opt_tensors,
-                ck.TRAINER_TENSORS: st_tensors,
+                **st_tensors,
             },
             {MODEL_FILE: self.vocab.proto} if isinstance(self.vocab, SubwordTokenizer) else None,
         )
@@ -477,46 +170,61 @@ class Run:
         self.last_saved = path
         return path
 
-    def _metrics(self, state: TrainerState) -> dict[str, Any]:
-        m = dict(self._last_metrics)
+    def metrics(self, state: TrainerState) -> dict[str, Any]:
+        """The ``metrics`` section of config.json: losses per token (``*_loss``) and the
+        per-character figures of the last and the best validation (see units.py)."""
+        m = dict(self.last_metrics)
+        train_per_char = None
+        if state.train_loss is not None:
+            train_per_char = nats_per_char(state.train_loss, self.corpus.train_chars_per_token)
         m.update(
             step=state.step,
             tokens=state.tokens,
             elapsed=round(state.elapsed, 3),
             train_loss=state.train_loss,
+            train_nats_per_char=train_per_char,
             best_val_loss=state.best_val,
             best_step=state.best_step,
         )
         return m
 
     def _on_event(self, event: Event) -> None:
-        self._log_metrics(event)
-        if isinstance(event, Evaluated):
-            self._last_metrics = {
-                "val_loss": event.val.nats,
-                "val_nats_per_char": event.val.nats_per_char,
-                "val_bits_per_char": event.val.bits,
-                "val_perplexity": event.val.perplexity,
-                "val_tokens": event.val.tokens,
-            }
+        if isinstance(event, Stepped):
+            self._last_step = event
+        elif isinstance(event, Finished):
+            self.stop_reason = event.reason
+        elif isinstance(event, Evaluated):
+            self.last_metrics = {"val_loss": event.val.nats_per_token, **event.val.to_dict("val_")}
+            if event.best is not None:
+                self.last_metrics.update(event.best.to_dict("best_val_"))
             assert self.trainer is not None
             self.save(self.trainer.state, best=event.is_best)
+
+    def _clock(self) -> tuple[float, int]:
+        assert self.trainer is not None
+        return self.trainer.state.elapsed, self.trainer.state.tokens
 
     def train(
         self, callbacks: Sequence[Callback] = (), should_stop: Callable[[], bool] | None = None
     ) -> TrainerState:
         """Train until a limit or ``should_stop()``; the last state is always saved."""
+        recorder = MetricsRecorder(
+            self.metrics_log, metrics_every(self.train_config.eval_every), self._clock
+        )
+        mine: list[Callback] = [recorder] if self.dist.is_main else []
         self.trainer = Trainer(
             self.model,
             self.corpus.train_ids,
             self.corpus.val_ids,
             self.train_config,
-            callbacks=[self._on_event, *callbacks],
+            callbacks=[*mine, self._on_event, *callbacks],
             state=self.state,
             optimizer=self.optimizer,
             should_stop=should_stop,
             dist=self.dist,
-            chars_per_token=self.chars_per_token,
+            chars_per_token=self.corpus.train_chars_per_token,
+            val_lengths=token_lengths(self.vocab.itos),
+            val_chars=self.corpus.val_text_chars,
         )
         try:
             state = self.trainer.run()
@@ -529,136 +237,61 @@ class Run:
             self.save(state, best=False)
         return state
 
-    def _log_metrics(self, event: Event) -> None:
-        """Append what ``event`` measured to metrics.jsonl (step records only now and then)."""
-        assert self.trainer is not None
-        if not self.dist.is_main:
-            return
-        s = self.trainer.state
-        common = {"step": event.step, "time": _sig(s.elapsed), "chars": s.tokens}
-        record: dict[str, Any]
-        if isinstance(event, Started):
-            record = {"event": "start", **common, "resumed": event.resumed}
-            record["parameters"] = event.parameters
-        elif isinstance(event, Stepped):
-            self._last_step = event
-            if event.step % metrics_every(self.train_config) != 0:
-                return
-            record = {"event": "step", **common, "epoch": _sig(event.epoch)}
-            record.update(_train_fields(event.loss, event.lr, event.tokens_per_sec))
-        elif isinstance(event, Evaluated):
-            last = self._last_step
-            record = {"event": "eval", **common, "epoch": _sig(event.epoch)}
-            record.update(
-                _train_fields(
-                    event.train_loss,
-                    last.lr if last else None,
-                    last.tokens_per_sec if last else None,
-                )
-            )
-            record.update(
-                val_loss=_sig(event.val.nats),
-                val_bits_per_char=_sig(event.val.bits),
-                best=event.is_best,
-            )
-        elif isinstance(event, Finished):
-            record = {"event": "end", **common, "reason": event.reason}
-        else:
-            return
-        record["wall"] = round(time.time(), 3)
-        self.metrics_log.write(record)
-
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""
-        if self.created and self.dist.is_main and not ck.checkpoint_folders(self.run_dir):
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def expected_epochs(tc: TrainConfig, n_train: int, step_seconds: float) -> float | None:
-    """Passes over ``n_train`` training tokens a new run will make under the limits of ``tc``,
-    a time limit being turned into steps by ``step_seconds`` (inf: unknown); None if unknown."""
-    per_step = tc.batch_size * tc.seq_len
-    steps = [float(tc.max_steps)] if tc.max_steps else []
-    if tc.max_time and 0 < step_seconds < float("inf"):
-        steps.append(tc.max_time * (1.0 - EVAL_SHARE) / step_seconds)
-    epochs = [s * per_step / max(1, n_train) for s in steps]
-    if tc.max_epochs:
-        epochs.append(tc.max_epochs)
-    return min(epochs) if epochs else None
+        if self.created and self.dist.is_main:
+            runfolder.discard_if_empty(self.run_dir)
 
 
 def fit_dropout_to_length(run: Run, step_seconds: float) -> str | None:
-    """Give a new run that will pass over its corpus many times at least LONG_RUN_DROPOUT (for a
-    run whose dropout the user left to the defaults); returns a notice when it does."""
-    if run.resumed or run.model.config.dropout >= LONG_RUN_DROPOUT:
+    """Give a new run that will pass over its corpus many times the dropout of
+    :func:`defaults.long_run_dropout` (for a run whose dropout the user left to the defaults);
+    returns a notice when it does."""
+    if run.resumed:
         return None
-    epochs = expected_epochs(run.train_config, int(run.corpus.train_ids.numel()), step_seconds)
-    if epochs is None or epochs < LONG_RUN_EPOCHS:
+    n_train = int(run.corpus.train_ids.numel())
+    epochs = defaults.expected_epochs(run.train_config, n_train, step_seconds)
+    p = defaults.long_run_dropout(run.model.config.dropout, epochs)
+    if p is None:
         return None
-    run.model.set_dropout(LONG_RUN_DROPOUT)
-    return f"about {epochs:.0f} passes over the corpus expected: dropout {LONG_RUN_DROPOUT:g}"
+    run.model.set_dropout(p)
+    return f"about {epochs:.0f} passes over the corpus expected: dropout {p:g}"
+
+
+def _configs(req: TrainRequest, corpus: Corpus, device: torch.device) -> tuple[Any, ...]:
+    """ModelConfig, TrainConfig and a notice (or None) for a new run on ``corpus``."""
+    mc = defaults.auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    precision = defaults.precision(device.type, bf16)
+    tc, notice = defaults.auto_train_config(req, mc.cell, corpus.train_ids.numel(), precision)
+    return mc, tc, notice
 
 
 def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
     """Prepare a new run: create its folder, read and encode the corpus, build the model.
 
     With several processes, rank 0 prepares the folder and the token cache; the others wait
-    and then open the same cache."""
+    and then open the same cache. Raises CharRNNError (CorpusError, ...) for what the user can
+    fix; a folder this call created is removed again on any error."""
     if dist.enabled:
         return _start_run_distributed(req, device, dist)
-    if not req.corpus:
-        raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
-    if req.corpus.count(STDIN) > 1:
-        raise CorpusError("standard input (-) can be named only once")
-    if req.tokenizer not in ("char", *KINDS):
-        raise CharRNNError(f"--tokenizer {req.tokenizer}: expected char, bpe or unigram")
-    cell = req.cell or "gru"
-    if cell not in CELLS:
-        raise CharRNNError(f"--cell {cell}: expected one of {', '.join(CELLS)}")
-    for p in req.corpus:
-        if p != STDIN and not Path(p).is_file():
-            read_text(p)  # raises the precise error (missing, a directory, unreadable)
-    if req.out:
-        run_dir = Path(req.out)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise CharRNNError(
-                f"{run_dir}: already exists and is not empty; use --resume {run_dir} to continue "
-                "it, or choose another --out"
-            )
-    else:
-        first = req.corpus[0]
-        stem = "stdin" if first == STDIN else Path(first).stem or "corpus"
-        run_dir = _unique_run_dir(Path(req.root), f"{stem}-{cell}")
-    created = not run_dir.exists()
+    spec = req.corpus_spec()
+    check_sources(spec)
+    defaults.check_choices(req)
+    run_dir = runfolder.choose(req.out, req.corpus[0], req.cell or defaults.DEFAULT_CELL, req.root)
+    created = runfolder.create(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CharRNNError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
-    try:
-        if STDIN in req.corpus:
-            # Keep standard input in the run so that --resume can read the same text again.
-            ck.copy_stream_atomic(sys.stdin.buffer, run_dir / STDIN_COPY)
-            paths = tuple(str(run_dir / STDIN_COPY) if p == STDIN else p for p in req.corpus)
-            corpus = prepare_corpus(replace(req, corpus=paths), run_dir)
-            corpus.info["sources"] = [
-                STDIN_COPY if p == STDIN else s
-                for p, s in zip(req.corpus, corpus.info["sources"], strict=True)
-            ]
-        else:
-            corpus = prepare_corpus(req, run_dir)
-        notices = list(corpus.notices)
-        mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-        tc, notice = auto_train_config(req, mc.cell, corpus.train_ids.numel(), device)
-        if notice:
-            notices.append(notice)
+        corpus = read_sources(spec, run_dir)
+        mc, tc, notice = _configs(req, corpus, device)
         torch.manual_seed(tc.seed)
         model = CharRNN(mc).to(device)
         optimizer = make_optimizer(model, tc)
     except BaseException:
         if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            runfolder.discard(run_dir)
         raise
-    return Run(run_dir, model, corpus, tc, optimizer, None, created, notices)
+    notices = [*corpus.notices, *([notice] if notice else [])]
+    return Run(run_dir, model, corpus, tc, optimizer, None, created, notices, request=req)
 
 
 def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) -> Run:
@@ -688,53 +321,28 @@ def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) 
     if run is not None:
         run.dist = dist
         return run
-    run_dir = Path(msg["run_dir"])
     tok: Tokenizer
     if msg.get("proto"):
         tok = SubwordTokenizer(base64.b64decode(msg["proto"]), msg["vocab"]["type"])
     else:
         tok = Vocab.from_dict(msg["vocab"])
-    corpus = _open_corpus(run_dir, tok, msg["info"], [])
-    mc = auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-    tc, _ = auto_train_config(req, mc.cell, corpus.train_ids.numel(), device)
+    run_dir = Path(msg["run_dir"])
+    corpus = open_corpus(run_dir, tok, msg["info"])
+    mc, tc, _ = _configs(req, corpus, device)
     torch.manual_seed(tc.seed)  # same initial weights as rank 0 (DDP also broadcasts them)
     model = CharRNN(mc).to(device)
-    return Run(run_dir, model, corpus, tc, make_optimizer(model, tc), None, False, [], dist)
-
-
-_RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every", "precision")
-_RESUME_FIXED = (
-    "val",
-    "cell",
-    "layers",
-    "hidden",
-    "embed_dim",
-    "dropout",
-    "tie_weights",
-    "batch_size",
-    "seq_len",
-    "lr",
-    "weight_decay",
-    "clip",
-    "warmup",
-    "schedule",
-    "seed",
-)
+    opt = make_optimizer(model, tc)
+    return Run(run_dir, model, corpus, tc, opt, None, False, [], dist, request=req)
 
 
 def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
-    """Continue the run in ``req.resume`` from its newest complete checkpoint."""
+    """Continue the run in ``req.resume`` from its newest complete checkpoint. Raises
+    CheckpointError for a missing or damaged run, CharRNNError for options it cannot change."""
     assert req.resume is not None
     run_dir = Path(req.resume)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder to resume")
-    fixed = [name for name in _RESUME_FIXED if getattr(req, name) is not None]
-    if fixed or req.corpus:
-        what = "the corpus" if req.corpus else "--" + fixed[0].replace("_", "-")
-        raise CharRNNError(
-            f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
-            "(only --max-time, --max-steps, --max-epochs, --eval-every, --device, --threads)"
-        )
+    defaults.check_resume_request(req, run_dir)
     if dist.is_main:
         ck.clean_temporary(run_dir)
     ckpt = ck.newest_checkpoint(run_dir)
@@ -742,32 +350,30 @@ def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> 
         raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")
     loaded = ck.load_model(ckpt, device)
     config = loaded.config
+    if not isinstance(config.get("data"), dict) or not isinstance(config.get("training"), dict):
+        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training or data section")
     try:
-        data = config["data"]
-        tc = TrainConfig(**config["training"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training or data section ({e})") from None
-    changes = {k: getattr(req, k) for k in _RESUME_OVERRIDABLE if getattr(req, k) is not None}
-    if {"max_time", "max_steps", "max_epochs"} & changes.keys():
-        # New limits replace the old ones rather than adding to them.
-        changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
-    if "eval_every" in changes:
-        changes["eval_share"] = None  # evaluate as asked
-    tc = replace(tc, **changes)
+        tc = defaults.resumed_train_config(req, config["training"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training section ({e})") from None
     if dist.is_main:
-        corpus = _reopen_corpus(run_dir, loaded.vocab, data)
+        corpus = reopen_corpus(run_dir, loaded.vocab, config["data"])
     barrier(dist)
     if not dist.is_main:
-        corpus = _open_corpus(run_dir, loaded.vocab, data, [])
+        corpus = open_corpus(run_dir, loaded.vocab, config["data"])
     model = loaded.model
     model.train()
-    optimizer = make_optimizer(model, tc)
-    st_json = ck.read_json(ckpt / ck.TRAINER_STATE)
-    try:
-        opt_tensors = ck.read_tensors(ckpt / ck.OPTIMIZER)
-        optimizer_from_plain(optimizer, opt_tensors, st_json["optimizer"])
-        st_tensors = ck.read_tensors(ckpt / ck.TRAINER_TENSORS)
-        state = trainer_state_from_plain(model.config.cell, st_tensors, st_json, device)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt}: cannot restore the training state ({e})") from None
-    return Run(run_dir, model, corpus, tc, optimizer, state, False, list(corpus.notices), dist)
+    optimizer, state = restore_training(ckpt, model, tc, device)
+    return Run(
+        run_dir,
+        model,
+        corpus,
+        tc,
+        optimizer,
+        state,
+        False,
+        list(corpus.notices),
+        dist,
+        request=req,
+        metrics=config.get("metrics") if isinstance(config.get("metrics"), dict) else None,
+    )

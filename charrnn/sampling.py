@@ -4,11 +4,12 @@
 Temperature 0 is greedy decoding; ``top_k`` keeps the k most likely characters and ``top_p``
 the smallest set whose probability reaches p (nucleus sampling). ``<UNK>`` is never sampled.
 
-On the CPU the steps run in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead)
-and characters are drawn by inverse CDF with a NumPy generator seeded from ``seed``; the plain
-path (``fast=False``, and always on other devices) feeds the model one step at a time and
+:func:`engine` alone chooses how the text is computed. The "numpy" engine (float32 weights on
+the CPU) runs the steps in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead) and
+draws characters by inverse CDF with a NumPy generator seeded from ``seed``; the "torch" engine
+(``fast=False``, and always for other devices or dtypes) feeds the model one step at a time and
 draws with ``torch.multinomial``. Both draw from the same distribution; for a given seed the
-two paths give different (equally likely) texts.
+two engines give different (equally likely) texts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +27,19 @@ from . import fastpath
 from .model import CharRNN, Hidden
 from .tokenizers import Tokenizer
 from .vocab import UNK_ID
+
+Engine = Literal["numpy", "torch"]
+
+
+def engine(model: CharRNN, fast: bool = True) -> Engine:
+    """The engine that samples from ``model``; the one place where the choice is made.
+
+    "numpy" (:class:`fastpath.FastRNN` steps, NumPy draws) when ``fast`` is true and the model
+    has float32 weights on the CPU (:func:`fastpath.supports`); "torch" (the model's own
+    forward, one step at a time, ``torch.multinomial`` draws) otherwise: with ``fast=False``,
+    on any other device, or with any other dtype (bf16, float64, ...).
+    """
+    return "numpy" if fast and fastpath.supports(model) else "torch"
 
 
 @dataclass(frozen=True)
@@ -118,10 +132,11 @@ def generate(
     """Yield the prime, then up to ``config.length`` generated characters one at a time.
 
     With ``stop``, generation ends where the generated text (not the prime) first contains it;
-    the stop string itself is not yielded. ``fast=False`` uses the plain step-by-step path.
+    the stop string itself is not yielded. ``fast=False`` uses the plain step-by-step path
+    (see :func:`engine`).
     """
     cfg = config or SampleConfig()
-    if fast and fastpath.supports(model):
+    if engine(model, fast) == "numpy":
         chars = _generate_fast_one(model, vocab, prime, cfg)  # str pieces, no lists
         head = next(chars)
         rest: Iterator[str] = chars
@@ -143,8 +158,9 @@ def generate_many(
     stop: str | None = None,
     fast: bool = True,
 ) -> list[str]:
-    """``n`` independent samples computed side by side (one batch)."""
-    steps = _generate(model, vocab, prime, config or SampleConfig(), batch=n, fast=fast)
+    """``n`` independent samples computed side by side (one batch); ``fast`` as for
+    :func:`generate`."""
+    steps = _generate(model, vocab, prime, config or SampleConfig(), n, engine(model, fast))
     heads = next(steps)
     chunks: list[list[str]] = [[] for _ in range(n)]
     for pieces in steps:
@@ -160,9 +176,10 @@ def generate_many(
 
 
 def _generate(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int, fast: bool = True
+    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int, how: Engine
 ) -> Iterator[list[str]]:
-    if fast and fastpath.supports(model):
+    """One list of ``batch`` pieces per step, the first the heads, computed by engine ``how``."""
+    if how == "numpy":
         return _generate_fast(model, vocab, prime, cfg, batch)
     return _generate_plain(model, vocab, prime, cfg, batch)
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from .vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab
 
-KINDS = ("bpe", "unigram")
+KINDS = ("bpe", "unigram")  # subword tokenizers
+TOKENIZERS = ("char", *KINDS)  # every value of --tokenizer
 MODEL_FILE = "tokenizer.model"
 SPACE = "\u2581"  # sentencepiece's visible space
 MAX_TRAINING_CHARS = 50_000_000  # sentencepiece holds its training text in memory

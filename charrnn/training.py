@@ -1,9 +1,10 @@
 """The training loop: silent, reporting through callbacks. It never prints and never saves.
 
-Callers pass callbacks that receive events (:class:`Started`, :class:`Stepped`,
-:class:`Evaluated`, :class:`Skipped`, :class:`Finished`); the CLI renders them and saves
-checkpoints when it sees an :class:`Evaluated` event. The loop walks the training stream as
-``batch_size`` contiguous rows in ``seq_len`` windows, carrying the hidden state (see data.py).
+Callers pass callbacks that receive events (:mod:`charrnn.events`: ``Started``, ``Stepped``,
+``Evaluated``, ``Skipped``, ``Finished``); a :class:`~charrnn.runs.Run` saves a checkpoint when
+it sees ``Evaluated`` and the CLI renders them all. The loop walks the training stream as
+``batch_size`` contiguous rows in ``seq_len`` windows, carrying the hidden state (see data.py):
+truncated backpropagation through time with gradient-norm clipping.
 """
 
 from __future__ import annotations
@@ -20,8 +21,24 @@ import torch.nn.functional as F
 from .data import batchify, num_windows, window
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .errors import TrainingError
-from .evaluation import EvalResult, evaluate_chunks
+from .evaluation import evaluate_chunks
+from .events import Callback, Evaluated, Event, Finished, Skipped, Started, Stepped
 from .model import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
+from .units import Score, nats_per_char
+
+__all__ = [
+    "Callback",
+    "Evaluated",
+    "Event",
+    "Finished",
+    "Skipped",
+    "Started",
+    "Stepped",
+    "TrainConfig",
+    "Trainer",
+    "TrainerState",
+    "make_optimizer",
+]
 
 SCHEDULES = ("cosine", "plateau", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -87,57 +104,6 @@ class TrainerState:
         return d
 
 
-# ---------------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class Started:
-    step: int
-    steps_per_epoch: int
-    batch_size: int
-    seq_len: int
-    parameters: int
-    resumed: bool
-
-
-@dataclass(frozen=True)
-class Stepped:
-    step: int
-    epoch: float
-    loss: float  # running mean of recent training losses, nats/token
-    lr: float
-    tokens_per_sec: float
-    elapsed: float  # seconds in this invocation
-    progress: float  # 0..1 towards whichever limit comes first, or nan without limits
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    step: int
-    epoch: float
-    val: EvalResult
-    train_loss: float | None
-    is_best: bool
-    final: bool
-
-
-@dataclass(frozen=True)
-class Skipped:
-    step: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    step: int
-    reason: str  # "max_steps" | "max_epochs" | "max_time" | "stopped"
-    state: TrainerState
-
-
-Event = Started | Stepped | Evaluated | Skipped | Finished
-Callback = Callable[[Event], None]
-
-
 # ---------------------------------------------------------------------------------- trainer
 
 
@@ -167,9 +133,16 @@ class Trainer:
         should_stop: Callable[[], bool] | None = None,
         dist: Dist = SINGLE,
         chars_per_token: float = 1.0,
+        val_lengths: torch.Tensor | None = None,
+        val_chars: int | None = None,
     ) -> None:
+        """``chars_per_token``: characters per token of the training text (1 for characters),
+        for the per-character training loss; ``val_lengths`` (V,): characters of each token id
+        and ``val_chars``: characters of the whole validation text, for per-character validation
+        figures (see :func:`charrnn.evaluation.evaluate_chunks`)."""
         self.model = model
         self.chars_per_token = chars_per_token
+        self.val_lengths = val_lengths
         self.config = config
         self.dist = dist
         self.device = next(model.parameters()).device
@@ -191,6 +164,8 @@ class Trainer:
         self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
         # Validation ids are copied into memory (capped), training ids stay memory-mapped.
         self.val_ids = None if val_ids is None else val_ids[: config.eval_max_tokens].long()
+        capped = val_ids is not None and val_ids.numel() > config.eval_max_tokens
+        self.val_chars = None if capped else val_chars
         self.callbacks = list(callbacks)
         self.resumed = state is not None
         self.state = state or TrainerState()
@@ -204,6 +179,11 @@ class Trainer:
         self._session_start = 0.0
         self._eval_seconds = 0.0  # the last evaluation
         self._eval_total = 0.0  # every evaluation of this invocation
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
+        self._recent: list[float] = []  # the latest training losses (nats/token)
+        self._last_time = 0.0
+        self._rate = _Rate(0.0)
 
     # -- schedule ---------------------------------------------------------------------------
 
@@ -263,28 +243,44 @@ class Trainer:
         full = [gather_rows(self.dist, t, dim=1) for t in hidden_tensors(s.hidden)]
         return replace(s, hidden=hidden_from_tensors(self.model.config.cell, full))
 
-    def validate(self, final: bool = False) -> EvalResult | None:
+    def validate(self, final: bool = False) -> Score | None:
         """Evaluate on the validation stream, update best-so-far and emit :class:`Evaluated`."""
         if self.val_ids is None or self.val_ids.numel() < 2:
             return None
         t0 = time.perf_counter()
-        res = evaluate_chunks(self.model, [self.val_ids], streams=self.config.eval_streams)
-        if self.chars_per_token != 1.0:
-            res = EvalResult(res.tokens, res.nats, res.tokens * self.chars_per_token)
+        res = evaluate_chunks(
+            self.model,
+            [self.val_ids],
+            streams=self.config.eval_streams,
+            lengths=self.val_lengths,
+            chars=self.val_chars,
+        )
         self._eval_seconds = time.perf_counter() - t0
         self._eval_total += self._eval_seconds
         s = self.state
-        is_best = math.isfinite(res.nats) and (s.best_val is None or res.nats < s.best_val)
+        loss = res.nats_per_token
+        is_best = math.isfinite(loss) and (s.best_val is None or loss < s.best_val)
         if is_best:
-            s.best_val, s.best_step, s.plateau_bad = res.nats, s.step, 0
+            s.best_val, s.best_step, s.plateau_bad = loss, s.step, 0
         elif self.config.schedule == "plateau":
             s.plateau_bad += 1
             if s.plateau_bad >= 2:
                 s.plateau_scale *= 0.5
                 s.plateau_bad = 0
-        s.last_val = res.nats
-        epoch = s.epoch + s.window / self.steps_per_epoch
-        self._emit(Evaluated(s.step, epoch, res, s.train_loss, is_best, final))
+        s.last_val = loss
+        best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
+        self._emit(
+            Evaluated(
+                s.step,
+                s.epoch + s.window / self.steps_per_epoch,
+                res,
+                s.train_loss,
+                is_best,
+                final,
+                None if s.train_loss is None else nats_per_char(s.train_loss, self.chars_per_token),
+                best,
+            )
+        )
         return res
 
     def _eval_due(self, session_elapsed: float) -> bool:
@@ -298,110 +294,127 @@ class Trainer:
         # The same answer on every rank: an evaluation saves, and saving is collective.
         return not agree(self.dist, [float(over)], self.device)[0]
 
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current window's inputs and targets on the device, (B, T) each."""
+        x, y = window(self.data, self.state.window, self.config.seq_len)
+        if self.device.type == "cuda":
+            # Page-locked copies let the transfer to the GPU run asynchronously.
+            x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
+        x = x.to(self.device, torch.long, non_blocking=True)
+        y = y.to(self.device, torch.long, non_blocking=True)
+        return x, y
+
+    def _step(self, hidden: Hidden | None) -> tuple[float, bool, Hidden]:
+        """One optimizer step on the current window (TBPTT from ``hidden``): the loss averaged
+        over ranks (nats/token), whether the update was applied, and the state after it."""
+        c, opt = self.config, self.optimizer
+        x, y = self._batch()
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            logits, new_hidden = self.net(x, hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.clip if c.clip > 0 else math.inf)
+        loss_value = mean(self.dist, loss.item(), self.device)
+        if self.scaler is not None and math.isfinite(loss_value):
+            # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
+            self.scaler.step(opt)
+            self.scaler.update()
+            self.state.grad_scale = self.scaler.state_dict()
+            gnorm = torch.zeros(())
+        if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
+            return loss_value, False, new_hidden
+        if self.scaler is None:
+            opt.step()
+        return loss_value, True, detach_hidden(new_hidden)
+
+    def _skipped(self, loss_value: float) -> None:
+        """A step with a non-finite loss or gradient: skip its window, or give up after
+        MAX_NONFINITE in a row."""
+        s = self.state
+        self._nonfinite += 1
+        self._emit(Skipped(s.step, f"non-finite loss or gradient (loss {loss_value})"))
+        s.window += 1
+        if self._nonfinite >= MAX_NONFINITE:
+            s.hidden = None
+            raise TrainingError(
+                f"training diverged: {self._nonfinite} steps in a row had a non-finite loss or "
+                "gradient; try a lower --lr or --clip"
+            )
+
+    def _stepped(self, loss_value: float, lr: float, progress: float, tokens: int) -> None:
+        """Count a step taken and emit :class:`Stepped`."""
+        s, now = self.state, time.perf_counter()
+        s.step += 1
+        s.window += 1
+        s.tokens += tokens
+        s.progress = progress
+        self._recent.append(loss_value)
+        if len(self._recent) > 50:
+            self._recent.pop(0)
+        s.train_loss = sum(self._recent) / len(self._recent)
+        s.elapsed += now - self._last_time
+        self._last_time = now
+        self._rate.add(now, tokens)
+        elapsed = now - self._session_start
+        self._emit(
+            Stepped(
+                s.step,
+                s.epoch + s.window / self.steps_per_epoch,
+                s.train_loss,
+                lr,
+                self._rate.per_second(now),
+                elapsed,
+                self.progress(elapsed),
+                nats_per_char(s.train_loss, self.chars_per_token),
+            )
+        )
+
     def run(self) -> TrainerState:
+        """Train until a limit of the config or ``should_stop()``; a last validation follows
+        unless stopped. Raises :class:`TrainingError` when training diverges."""
         c, s = self.config, self.state
-        model, opt = self.model, self.optimizer
-        params = [p for p in model.parameters() if p.requires_grad]
         self._emit(
             Started(
                 s.step,
                 self.steps_per_epoch,
                 self.data.size(0),
                 c.seq_len,
-                model.num_parameters(),
+                self.model.num_parameters(),
                 self.resumed,
             )
         )
-        model.train()
-        t_start = time.perf_counter()
+        self.model.train()
+        self._session_start = time.perf_counter()
+        self._nonfinite, self._recent, self._rate = 0, [], _Rate(self._session_start)
         last_eval_step = s.step if self.resumed else -1
-        nonfinite = 0
-        recent: list[float] = []
-        tok_t0, tok_n = time.perf_counter(), 0
-        reason: str | None = None
         hidden = s.hidden
-        world = self.dist.world_size
         while True:
-            now = time.perf_counter()
-            session = now - t_start
-            reason, progress = self._limit_reached(session)
+            self._last_time = time.perf_counter()  # evaluations are not training time
+            reason, progress = self._limit_reached(self._last_time - self._session_start)
             if reason:
                 break
             if s.window >= self.steps_per_epoch:
                 s.epoch, s.window, hidden = s.epoch + 1, 0, None
             lr = self.lr_at(progress)
-            for g in opt.param_groups:
+            for g in self.optimizer.param_groups:
                 g["lr"] = lr
-
-            x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
-            if self.device.type == "cuda":
-                # Page-locked copies let the transfer to the GPU run asynchronously.
-                x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
-            x = x.to(self.device, torch.long, non_blocking=True)
-            y = y.to(self.device, torch.long, non_blocking=True)
-            with torch.autocast(
-                self.device.type,
-                dtype=self.autocast_dtype or torch.float32,
-                enabled=self.autocast_dtype is not None,
-            ):
-                logits, new_hidden = self.net(x, hidden)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(opt)
-            else:
-                loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, c.clip if c.clip > 0 else float("inf"))
-            loss_value = mean(self.dist, loss.item(), self.device)
-            if self.scaler is not None and math.isfinite(loss_value):
-                # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
-                self.scaler.step(opt)
-                self.scaler.update()
-                s.grad_scale = self.scaler.state_dict()
-                gnorm = torch.zeros(())
-            if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
-                nonfinite += 1
-                self._emit(Skipped(s.step, f"non-finite loss or gradient (loss {loss_value})"))
+            loss_value, applied, hidden = self._step(hidden)
+            if not applied:
                 hidden = None
-                s.window += 1
-                if nonfinite >= MAX_NONFINITE:
-                    s.hidden = None
-                    raise TrainingError(
-                        f"training diverged: {nonfinite} steps in a row had a non-finite loss or "
-                        "gradient; try a lower --lr or --clip"
-                    )
+                self._skipped(loss_value)
                 continue
-            nonfinite = 0
-            if self.scaler is None:
-                opt.step()
-            hidden = detach_hidden(new_hidden)
-            s.step += 1
-            s.window += 1
-            s.tokens += y.numel() * world
-            tok_n += y.numel() * world
-            s.progress = progress
-            recent.append(loss_value)
-            if len(recent) > 50:
-                recent.pop(0)
-            s.train_loss = sum(recent) / len(recent)
-            now = time.perf_counter()
-            s.elapsed += now - t_start - session
-            if now - tok_t0 > 2.0:
-                tok_t0, tok_n = now - (now - tok_t0) / 2, tok_n // 2
-            rate = tok_n / max(now - tok_t0, 1e-9)
-            self._emit(
-                Stepped(
-                    s.step,
-                    s.epoch + s.window / self.steps_per_epoch,
-                    s.train_loss,
-                    lr,
-                    rate,
-                    now - t_start,
-                    self.progress(now - t_start),
-                )
-            )
-            if self._eval_due(now - t_start):
+            self._nonfinite = 0
+            self._stepped(loss_value, lr, progress, c.batch_size * self._window_len())
+            if self._eval_due(time.perf_counter() - self._session_start):
                 s.hidden = hidden
                 self.validate()
                 last_eval_step = s.step
@@ -411,119 +424,28 @@ class Trainer:
         self._emit(Finished(s.step, reason, s))
         return s
 
+    def _window_len(self) -> int:
+        """Targets per stream in the window just trained (the last of an epoch may be short)."""
+        k = self.state.window - 1
+        return min(self.config.seq_len, self.data.size(1) - 1 - k * self.config.seq_len)
+
+
+class _Rate:
+    """Tokens per second over roughly the last two seconds."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.n = t0, 0
+
+    def add(self, now: float, tokens: int) -> None:
+        self.n += tokens
+        if now - self.t0 > 2.0:
+            self.t0, self.n = now - (now - self.t0) / 2, self.n // 2
+
+    def per_second(self, now: float) -> float:
+        return self.n / max(now - self.t0, 1e-9)
+
 
 def _hidden_rows(hidden: Hidden, sl: slice) -> Hidden:
     if isinstance(hidden, tuple):
         return (hidden[0][:, sl].contiguous(), hidden[1][:, sl].contiguous())
     return hidden[:, sl].contiguous()
-
-
-# ------------------------------------------------------------------------ state to plain data
-
-
-def optimizer_to_plain(
-    opt: torch.optim.Optimizer,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Optimizer state as (tensors for safetensors, JSON-able rest). No pickle."""
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{idx}.{k}"] = v
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def optimizer_from_plain(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    for key, v in meta.get("scalars", {}).items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    groups = meta["param_groups"]
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def trainer_state_to_plain(
-    state: TrainerState,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Trainer state and RNG states as (tensors, JSON-able dict)."""
-    tensors: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, st in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = st
-    if state.hidden is not None:
-        for i, t in enumerate(hidden_tensors(state.hidden)):
-            tensors[f"hidden.{i}"] = t
-    return tensors, state.to_dict()
-
-
-def trainer_state_from_plain(
-    cell: str, tensors: dict[str, torch.Tensor], d: dict[str, Any], device: torch.device
-) -> TrainerState:
-    """Inverse of :func:`trainer_state_to_plain`; also restores the RNG states."""
-    fields = {k: v for k, v in d.items() if k in TrainerState.__dataclass_fields__}
-    state = TrainerState(**fields)
-    hid = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
-    state.hidden = hidden_from_tensors(cell, hid) if hid else None
-    torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    return state
-
-
-@dataclass(frozen=True)
-class ThreadProbe:
-    threads: int  # the fastest thread count, now set
-    step_seconds: float  # a forward + backward pass with it (inf: not measured)
-
-
-def probe_threads(
-    model: CharRNN, batch: int, seq_len: int, candidates: Sequence[int]
-) -> ThreadProbe:
-    """The CPU thread count (among ``candidates``) that runs a training step of ``model`` fastest.
-
-    A few forward/backward passes on random ids; nothing changes in the model (gradients are
-    cleared) or in the random-number state. On a busy machine, threads that must wait for a core
-    can make an RNN step several times slower than one thread does.
-    """
-    device = next(model.parameters()).device
-    if device.type != "cpu" or len(candidates) < 2:
-        return ThreadProbe(torch.get_num_threads(), float("inf"))
-    rng = torch.get_rng_state()
-    before = torch.get_num_threads()
-    was_training = model.training
-    model.train()
-    x = torch.randint(0, model.config.vocab_size, (batch, seq_len + 1))
-    best, best_time = before, float("inf")
-    try:
-        for n in candidates:
-            torch.set_num_threads(n)
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                logits, _ = model(x[:, :-1])  # (B, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
-                loss.backward()
-                times.append(time.perf_counter() - t0)
-            model.zero_grad(set_to_none=True)
-            t = min(times[1:])  # the first pass warms caches up
-            if t < best_time:
-                best, best_time = n, t
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        torch.set_rng_state(rng)
-    torch.set_num_threads(best)
-    return ThreadProbe(best, best_time)

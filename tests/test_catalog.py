@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from charrnn import checkpoint as ck
 from charrnn.cli import app
+from charrnn.metrics import METRICS
 from charrnn.runs import TrainRequest, start_run
 
 runner = CliRunner()
@@ -129,7 +130,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 def test_plot_writes_a_png_of_the_asked_size(runs_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "curves.png"
-    args = ["plot", str(runs_root / "big"), str(runs_root / "small" / ck.METRICS)]
+    args = ["plot", str(runs_root / "big"), str(runs_root / "small" / METRICS)]
     r = runner.invoke(app, [*args, "--out", str(out), "--width", "640", "--height", "360"])
     assert r.exit_code == 0, r.output
     assert r.stdout == "" and f"wrote {out}" in r.stderr
@@ -140,7 +141,7 @@ def test_plot_writes_a_png_of_the_asked_size(runs_root: Path, tmp_path: Path) ->
 def test_plot_errors(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = tmp_path / "bare"
     shutil.copytree(runs_root / "small", bare)
-    (bare / ck.METRICS).unlink()
+    (bare / METRICS).unlink()
     r = runner.invoke(app, ["plot", str(bare), "--out", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and f"{bare}: no metrics.jsonl" in r.output
     for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:

@@ -11,6 +11,7 @@ import torch
 
 from charrnn import checkpoint as ck
 from charrnn.errors import CheckpointError
+from charrnn.metrics import METRICS, MetricsLog, read_metrics
 
 
 def _logits(model: torch.nn.Module, vocab_size: int) -> torch.Tensor:
@@ -184,24 +185,24 @@ def test_cli_reports_a_broken_checkpoint_in_one_line(trained_run: Path, tmp_path
 
 
 def test_metrics_log_appends_whole_lines_and_reader_skips_a_partial_one(tmp_path: Path) -> None:
-    log = ck.MetricsLog(tmp_path)
+    log = MetricsLog(tmp_path)
     log.write({"event": "step", "step": 1, "train_loss": 2.5, "val_loss": float("nan")})
     # A reader sees the line at once, before close (no buffering).
-    assert ck.read_metrics(tmp_path) == [
+    assert read_metrics(tmp_path) == [
         {"event": "step", "step": 1, "train_loss": 2.5, "val_loss": None}
     ]
     log.write({"event": "eval", "step": 2, "val_loss": 2.0})
     log.close()
-    with open(tmp_path / ck.METRICS, "ab") as f:
+    with open(tmp_path / METRICS, "ab") as f:
         f.write(b'{"event": "step", "st')  # a line being written right now
-    assert [r["step"] for r in ck.read_metrics(tmp_path)] == [1, 2]
-    lines = (tmp_path / ck.METRICS).read_text().split("\n")
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+    lines = (tmp_path / METRICS).read_text().split("\n")
     assert json.loads(lines[1]) == {"event": "eval", "step": 2, "val_loss": 2.0}
-    assert ck.read_metrics(tmp_path / "nowhere") == []
+    assert read_metrics(tmp_path / "nowhere") == []
 
 
 def test_read_metrics_drops_what_a_resumed_session_redoes(tmp_path: Path) -> None:
-    log = ck.MetricsLog(tmp_path)
+    log = MetricsLog(tmp_path)
     for r in [
         {"event": "start", "step": 0},
         {"event": "eval", "step": 10, "val_loss": 3.0},
@@ -212,7 +213,7 @@ def test_read_metrics_drops_what_a_resumed_session_redoes(tmp_path: Path) -> Non
     ]:
         log.write(r)
     log.close()
-    got = [(r["event"], r["step"], r.get("val_loss")) for r in ck.read_metrics(tmp_path)]
+    got = [(r["event"], r["step"], r.get("val_loss")) for r in read_metrics(tmp_path)]
     assert got == [
         ("start", 0, None),
         ("eval", 10, 3.0),

@@ -97,7 +97,7 @@ def test_bf16_autocast_trains_on_cpu_and_saves_fp32(tmp_path: Path, small_text: 
     run.train(callbacks=[events.append])
     from charrnn.training import Evaluated
 
-    vals = [e.val.nats for e in events if isinstance(e, Evaluated)]
+    vals = [e.val.nats_per_token for e in events if isinstance(e, Evaluated)]
     assert len(vals) == 2 and vals[1] < vals[0]
     loaded = ck.load_model(tmp_path / "run", device=torch.device("cpu"))
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())

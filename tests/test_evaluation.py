@@ -17,7 +17,7 @@ def test_uniform_model_perplexity_equals_vocab_size() -> None:
     res = evaluate(model, ids)
     assert res.tokens == 499
     assert math.isclose(res.perplexity, 37.0, rel_tol=1e-5)
-    assert math.isclose(res.bits, math.log2(37), rel_tol=1e-5)
+    assert math.isclose(res.bits_per_char, math.log2(37), rel_tol=1e-5)
 
 
 def test_chunked_evaluation_equals_one_pass() -> None:
@@ -27,9 +27,9 @@ def test_chunked_evaluation_equals_one_pass() -> None:
     whole = evaluate(model, ids, window=2000)
     chunks = evaluate_chunks(model, list(ids.split(97)), window=31)
     assert chunks.tokens == whole.tokens == 999
-    assert math.isclose(chunks.nats, whole.nats, rel_tol=1e-5)
+    assert math.isclose(chunks.nats_per_token, whole.nats_per_token, rel_tol=1e-5)
     # Several streams side by side give nearly the same figure.
-    assert abs(evaluate(model, ids, streams=4).nats - whole.nats) < 0.05
+    assert abs(evaluate(model, ids, streams=4).nats_per_token - whole.nats_per_token) < 0.05
 
 
 def _trained(trained_run):  # type: ignore[no-untyped-def]
@@ -44,18 +44,22 @@ def test_parallel_streams_match_exact_figure(trained_run, verses_text) -> None: 
     exact = evaluate_chunks(loaded.model, [ids])
     par = evaluate_chunks(loaded.model, list(ids.split(7000)), streams=16, burn_in=256)
     assert par.tokens == exact.tokens == ids.numel() - 1
-    assert abs(par.nats - exact.nats) < 2e-3 * exact.nats  # a tiny tolerance
+    assert (
+        abs(par.nats_per_token - exact.nats_per_token) < 2e-3 * exact.nats_per_token
+    )  # a tiny tolerance
     # Small blocks: the burn-ins come from the previous block; same count, same figure.
     ev = StreamEvaluator(loaded.model, streams=8, burn_in=256, block=5000)
     for chunk in ids.split(3000):
         ev.feed(chunk)
     res = ev.result()
     assert res.tokens == exact.tokens
-    assert abs(res.nats - exact.nats) < 2e-3 * exact.nats
+    assert abs(res.nats_per_token - exact.nats_per_token) < 2e-3 * exact.nats_per_token
     # Without burn-in the pieces start from a zero state: a visibly worse figure, so the
     # burn-in is what makes the parallel protocol agree.
     cold = evaluate_chunks(loaded.model, [ids], streams=64, burn_in=0)
-    assert abs(cold.nats - exact.nats) > abs(par.nats - exact.nats)
+    assert abs(cold.nats_per_token - exact.nats_per_token) > abs(
+        par.nats_per_token - exact.nats_per_token
+    )
 
 
 def test_parallel_with_full_burn_in_is_exact() -> None:
@@ -66,4 +70,4 @@ def test_parallel_with_full_burn_in_is_exact() -> None:
     # A burn-in longer than the text: every piece is read from the start of the text.
     par = evaluate_chunks(model, [ids], streams=8, burn_in=5000)
     assert par.tokens == exact.tokens == 2999
-    assert math.isclose(par.nats, exact.nats, rel_tol=1e-5)
+    assert math.isclose(par.nats_per_token, exact.nats_per_token, rel_tol=1e-5)

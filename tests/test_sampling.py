@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ck
-from charrnn.sampling import SampleConfig, generate, generate_many, next_token_probs, stop_at
-from charrnn.vocab import UNK_ID
+from charrnn import sampling
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.sampling import (
+    SampleConfig,
+    engine,
+    generate,
+    generate_many,
+    next_token_probs,
+    stop_at,
+)
+from charrnn.vocab import UNK_ID, Vocab
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +92,36 @@ def test_stop_string() -> None:
 def test_prime_with_unknown_characters(loaded: ck.LoadedModel) -> None:
     out = _text(loaded, prime="漢字 THE", length=20, seed=1)
     assert out.startswith("漢字 THE") and len(out) == len("漢字 THE") + 20
+
+
+def _tiny_model() -> CharRNN:
+    torch.manual_seed(0)
+    return CharRNN(ModelConfig(10, "gru", 2, hidden=8, embed_dim=4)).eval()
+
+
+def test_engine_choice() -> None:
+    model = _tiny_model()
+    assert engine(model) == "numpy"  # float32 on the CPU
+    assert engine(model, fast=True) == "numpy"
+    assert engine(model, fast=False) == "torch"
+    assert engine(_tiny_model().to(torch.bfloat16)) == "torch"
+    assert engine(_tiny_model().double()) == "torch"
+    assert engine(_tiny_model().double(), fast=False) == "torch"
+
+
+def test_generate_asks_only_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forcing ``engine`` to "torch" gives exactly the ``fast=False`` texts."""
+    model, vocab = _tiny_model(), Vocab(list("abcdefghi"))
+    cfg = SampleConfig(length=40, temperature=1.0, seed=4)
+    plain = "".join(generate(model, vocab, "ab", cfg, fast=False))
+    plain_many = generate_many(model, vocab, 3, "ab", cfg, fast=False)
+    calls: list[bool] = []
+
+    def torch_engine(m: CharRNN, fast: bool = True) -> sampling.Engine:
+        calls.append(fast)
+        return "torch"
+
+    monkeypatch.setattr(sampling, "engine", torch_engine)
+    assert "".join(generate(model, vocab, "ab", cfg)) == plain
+    assert generate_many(model, vocab, 3, "ab", cfg) == plain_many
+    assert calls == [True, True]

@@ -55,7 +55,7 @@ def test_bpe_run_samples_evaluates_and_resumes(tmp_path: Path, small_text: str) 
         out=str(out),
     )
     run = start_run(req, torch.device("cpu"))
-    assert run.chars_per_token > 1.5
+    assert run.corpus.train_chars_per_token > 1.5
     run.train()
     best = ck.resolve_checkpoint(out)
     assert (best / "tokenizer.model").is_file()

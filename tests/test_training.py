@@ -9,6 +9,7 @@ import torch
 
 from charrnn import checkpoint as ck
 from charrnn.errors import TrainingError
+from charrnn.metrics import read_metrics
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.runs import TrainRequest, resume_run, start_run
 from charrnn.training import Evaluated, Skipped, Stepped, TrainConfig, Trainer
@@ -57,8 +58,8 @@ def test_loss_falls_and_events_arrive(tmp_path: Path, small_text: str) -> None:
     assert state.step == 120 and len(steps) == 120 and [e.step for e in evals] == [60, 120]
     assert steps[-1].lr < steps[10].lr  # cosine decay
     unigram_nats = run.vocab.unigram_entropy_bits() * 0.6931
-    assert evals[-1].val.nats < evals[0].val.nats < unigram_nats - 0.3
-    assert state.best_val == min(e.val.nats for e in evals)
+    assert evals[-1].val.nats_per_token < evals[0].val.nats_per_token < unigram_nats - 0.3
+    assert state.best_val == min(e.val.nats_per_token for e in evals)
     assert ck.read_pointer(tmp_path / "r", ck.LATEST) == "step-00000120"
 
 
@@ -146,7 +147,7 @@ def test_eval_share_skips_periodic_evaluations(share: float | None, expected: li
 
 
 def test_default_evaluation_cadence_follows_an_explicit_eval_every(tmp_path: Path) -> None:
-    from charrnn.runs import EVAL_SHARE, auto_train_config
+    from charrnn.defaults import EVAL_SHARE, auto_train_config
 
     auto, _ = auto_train_config(TrainRequest(corpus=("x",)), "gru", 100_000)
     asked, _ = auto_train_config(TrainRequest(corpus=("x",), eval_every=50), "gru", 100_000)
@@ -161,7 +162,7 @@ def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
     run.train(should_stop=lambda: run.trainer is not None and run.trainer.state.step >= 7)
     resumed = resume_run(TrainRequest(resume=str(tmp_path / "r")), CPU)
     resumed.train()
-    records = ck.read_metrics(tmp_path / "r")
+    records = read_metrics(tmp_path / "r")
     kinds = [(r["event"], r["step"]) for r in records]
     # eval_every 10 -> a step record every step; evals at 10 and at the end (12).
     assert kinds == [
@@ -187,7 +188,7 @@ def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
 
 
 def test_probe_threads_changes_nothing_but_the_thread_count() -> None:
-    from charrnn.training import probe_threads
+    from charrnn.probes import probe_threads
 
     model = CharRNN(ModelConfig(vocab_size=30, hidden=16, embed_dim=8, dropout=0.3, layers=2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -214,9 +215,9 @@ def test_validation_during_training_is_the_eval_perplexity_figure(small_text: st
     events: list[object] = []
     config = TrainConfig(batch_size=8, seq_len=16, max_steps=30, eval_every=30, lr=1e-2)
     Trainer(model, train, val, config, callbacks=[events.append]).run()
-    reported = [e.val.nats for e in events if isinstance(e, Evaluated)][-1]
-    parallel = evaluate_chunks(model, [val], streams=DEFAULT_STREAMS).nats
-    exact = evaluate_chunks(model, [val]).nats
+    reported = [e.val.nats_per_token for e in events if isinstance(e, Evaluated)][-1]
+    parallel = evaluate_chunks(model, [val], streams=DEFAULT_STREAMS).nats_per_token
+    exact = evaluate_chunks(model, [val]).nats_per_token
     assert reported == pytest.approx(parallel, abs=1e-9)
     assert reported == pytest.approx(exact, abs=1e-3)
 
@@ -234,7 +235,8 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
 
 
 def test_long_runs_get_dropout(tmp_path: Path, small_text: str) -> None:
-    from charrnn.runs import LONG_RUN_DROPOUT, expected_epochs, fit_dropout_to_length
+    from charrnn.defaults import LONG_RUN_DROPOUT, expected_epochs
+    from charrnn.runs import fit_dropout_to_length
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])

@@ -14,13 +14,12 @@ import typer
 from .. import catalog
 from ..errors import CharRNNError
 from .common import (
-    StdoutClosed,
     checkpoints_root,
     err,
     find_checkpoint,
     format_duration,
-    silence_stdout,
-    write_out,
+    format_table,
+    out_or_quiet,
 )
 
 RUNS_EPILOG = (
@@ -50,27 +49,6 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _out(text: str) -> None:
-    try:
-        write_out(text)
-    except StdoutClosed:
-        silence_stdout()
-
-
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], left: int = 1) -> str:
-    """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
-    table = [header, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for row in table:
-        cells = [
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
-
-
 # ------------------------------------------------------------------------------ runs
 
 
@@ -95,7 +73,7 @@ def runs_command(
         err.print(f"charrnn: note: skipped {p}", markup=False)
     runs = catalog.sort_runs(runs, sort, reverse)
     if as_json:
-        _out(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False) + "\n")
+        out_or_quiet(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False) + "\n")
         return
     if not runs:
         err.print(f"no runs in {root}; train one with `charrnn train FILE`", markup=False)
@@ -119,7 +97,7 @@ def runs_command(
                 human_bytes(r.size_bytes),
             )
         )
-    _out(format_table(header, rows, left=4))
+    out_or_quiet(format_table(header, rows, left=4))
 
 
 # ------------------------------------------------------------------------------ info
@@ -168,14 +146,16 @@ def info_text(d: dict[str, Any]) -> str:
         if met.get("elapsed") is not None:
             summary += f", {format_duration(met['elapsed'])} of training"
         lines.append(f"progress    {summary}")
-        if met.get("val_bits_per_char") is not None:
+        v = d["validation"]
+        if v["nats_per_char"] is not None:
             lines.append(
-                f"val         {met['val_loss']:.4f} nats/char = {met['val_bits_per_char']:.4f} "
-                f"bits/char, perplexity {met.get('val_perplexity', float('nan')):.3f}"
+                f"val         {v['nats_per_char']:.4f} nats/char = {v['bits_per_char']:.4f} "
+                f"bits/char, perplexity {v['perplexity']:.3f}"
             )
-        best = catalog.best_bits(met)
-        if best is not None:
-            lines.append(f"best val    {best:.4f} bits/char (step {met.get('best_step')})")
+        if v["best_bits_per_char"] is not None:
+            lines.append(
+                f"best val    {v['best_bits_per_char']:.4f} bits/char (step {v['best_step']})"
+            )
     for title, section in (
         ("model config", m),
         ("training arguments", d["training"]),
@@ -202,9 +182,9 @@ def info_command(
     """Describe a checkpoint: model, parameters, vocabulary, training arguments, metrics."""
     d = catalog.describe_checkpoint(find_checkpoint(checkpoint))
     if as_json:
-        _out(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        out_or_quiet(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
     else:
-        _out(info_text(d))
+        out_or_quiet(info_text(d))
 
 
 # ------------------------------------------------------------------------------ plot

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -144,6 +144,37 @@ def silence_stdout() -> None:
         os.close(devnull)
     except OSError:
         pass
+
+
+def out_or_quiet(text: str) -> None:
+    """Write data to stdout; if its reader has gone (``| head``), stop writing quietly."""
+    try:
+        write_out(text)
+    except StdoutClosed:
+        silence_stdout()
+
+
+def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left: int = 1) -> str:
+    """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for row in table:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def check_choice(value: str | None, choices: Sequence[str], option: str) -> None:
+    """A usage error (exit 2) unless ``value`` is None or one of the library's ``choices``."""
+    if value is not None and value not in choices:
+        expected = (
+            ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        )
+        raise typer.BadParameter(f"expected {expected}", param_hint=option)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

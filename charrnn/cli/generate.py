@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .. import checkpoint as ck
+from ..data import DECODE_ERRORS
 from ..device import resolve_device
 from .common import (
     PacedWriter,
     StdoutClosed,
+    check_choice,
     err,
     fail,
     find_checkpoint,
+    format_table,
+    out_or_quiet,
     set_threads,
     silence_stdout,
     write_out,
 )
+
+if TYPE_CHECKING:
+    from ..evaluation import TextScore
 
 SAMPLE_EPILOG = (
     "Examples:\n\n"
@@ -132,65 +138,36 @@ def eval_command(
     --burn-in characters before its start (within a tiny tolerance of the exact figure);
     --exact scores one stream with the state carried through the whole file.
     """
-    import torch
-
     from ..data import iter_text
-    from ..evaluation import EvalResult, StreamEvaluator
+    from ..evaluation import score_text
 
-    if exact:
-        streams = 1
-
-    if errors not in ("strict", "replace", "ignore"):
-        raise typer.BadParameter("expected strict, replace or ignore", param_hint="--errors")
+    check_choice(errors, DECODE_ERRORS, "--errors")
     if files.count("-") > 1:
         raise typer.BadParameter("standard input (-) can be named only once")
+    streams = 1 if exact else streams
     set_threads(threads)
-    dev = resolve_device(device)
-    loaded = ck.load_model(find_checkpoint(checkpoint), dev)
-    vocab = loaded.vocab
+    loaded = ck.load_model(find_checkpoint(checkpoint), resolve_device(device))
     rows: list[dict[str, Any]] = []
     for f in files:
-        ev = StreamEvaluator(loaded.model, streams=streams, burn_in=burn_in)
-        chars = unknown = 0
-        first = ""  # the first token is not predicted: its characters are not scored
-        for chunk in iter_text(f, encoding, errors):
-            chars += len(chunk)
-            ids = vocab.encode(chunk)
-            unknown += sum(1 for i in ids if i == 0)
-            if not first and ids:
-                first = vocab.decode(ids[:1])
-            ev.feed(torch.tensor(ids, dtype=torch.long))
         name = "<stdin>" if f == "-" else f
-        if chars < 2:
-            fail(f"{name}: {chars} characters; at least 2 are needed to score a text")
-        if unknown:
+        scored = score_text(
+            loaded.model, loaded.vocab, iter_text(f, encoding, errors), streams, burn_in
+        )
+        if scored.chars < 2:
+            fail(f"{name}: {scored.chars} characters; at least 2 are needed to score a text")
+        if scored.unknown:
             err.print(
-                f"charrnn: note: {name} has {unknown} character(s) the model never saw "
+                f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
                 "(scored as <UNK>)",
                 markup=False,
             )
-        res = ev.result()
-        scored_chars = chars - len(first)
-        res = EvalResult(res.tokens, res.nats, scored_chars if res.tokens != scored_chars else None)
-        rows.append(
-            {
-                "file": name,
-                "chars": chars,
-                "unknown": unknown,
-                "tokens_scored": res.tokens,
-                "nats_per_char": res.nats_per_char,
-                "bits_per_char": res.bits,
-                "perplexity": math.exp(min(res.nats_per_char, 700.0)),
-                "nats_per_token": res.nats,
-                "bits_per_token": res.nats / math.log(2),
-                "protocol": "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}",
-            }
-        )
+        protocol = "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}"
+        rows.append(_eval_row(name, scored, protocol))
     if as_json:
-        write_out(json.dumps({"checkpoint": str(loaded.path), "files": rows}, indent=2) + "\n")
+        out_or_quiet(json.dumps({"checkpoint": str(loaded.path), "files": rows}, indent=2) + "\n")
         return
     header = ("file", "chars", "unknown", "nats/char", "bits/char", "perplexity")
-    table = [header] + [
+    table = [
         (
             r["file"],
             str(r["chars"]),
@@ -201,13 +178,21 @@ def eval_command(
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for row in table:
-        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        cells = [row[0].ljust(widths[0]), *rest]
-        lines.append("  ".join(cells).rstrip())
-    try:
-        write_out("\n".join(lines) + "\n")
-    except StdoutClosed:
-        silence_stdout()
+    out_or_quiet(format_table(header, table))
+
+
+def _eval_row(name: str, scored: TextScore, protocol: str) -> dict[str, Any]:
+    """One file's figures, as ``--json`` prints them (per character unless named per token)."""
+    s = scored.score
+    return {
+        "file": name,
+        "chars": scored.chars,
+        "unknown": scored.unknown,
+        "tokens_scored": s.tokens,
+        "nats_per_char": s.nats_per_char,
+        "bits_per_char": s.bits_per_char,
+        "perplexity": s.perplexity,
+        "nats_per_token": s.nats_per_token,
+        "bits_per_token": s.bits_per_token,
+        "protocol": protocol,
+    }

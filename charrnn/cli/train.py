@@ -10,11 +10,21 @@ import torch
 import typer
 
 from .. import distributed
+from ..data import DECODE_ERRORS
 from ..device import resolve_device
 from ..errors import CharRNNError
-from ..runs import Run, TrainRequest, fit_dropout_to_length, resume_run, start_run
-from ..training import probe_threads
-from .common import checkpoints_root, err, live_display, parse_duration, set_threads
+from ..model import CELLS
+from ..runs import MachineFit, TrainRequest, resume_run, start_run
+from ..tokenizers import TOKENIZERS
+from ..training import PRECISIONS, SCHEDULES
+from .common import (
+    check_choice,
+    checkpoints_root,
+    err,
+    live_display,
+    parse_duration,
+    set_threads,
+)
 from .view import Reporter
 
 TRAIN_EPILOG = (
@@ -94,24 +104,19 @@ def train_command(
     ),
 ) -> None:
     """Train a model on text files; checkpoints go to a run folder."""
-    if errors not in ("strict", "replace", "ignore"):
-        raise typer.BadParameter("expected strict, replace or ignore", param_hint="--errors")
-    if cell is not None and cell not in ("lstm", "gru", "rnn"):
-        raise typer.BadParameter("expected lstm, gru or rnn", param_hint="--cell")
-    if schedule is not None and schedule not in ("cosine", "plateau", "constant"):
-        raise typer.BadParameter("expected cosine, plateau or constant", param_hint="--schedule")
+    check_choice(errors, DECODE_ERRORS, "--errors")
+    check_choice(cell, CELLS, "--cell")
+    check_choice(schedule, SCHEDULES, "--schedule")
+    check_choice(tokenizer, TOKENIZERS, "--tokenizer")
+    check_choice(precision, PRECISIONS, "--precision")
     if lr is not None and lr <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--lr")
     if max_epochs is not None and max_epochs <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-epochs")
-    if tokenizer is not None and tokenizer not in ("char", "bpe", "unigram"):
-        raise typer.BadParameter("expected char, bpe or unigram", param_hint="--tokenizer")
     if resume and (tokenizer is not None or vocab_size is not None):
         raise typer.BadParameter("a resumed run keeps its tokenizer", param_hint="--tokenizer")
     if vocab_size is not None and (tokenizer or "char") == "char":
         raise typer.BadParameter("only for --tokenizer bpe or unigram", param_hint="--vocab-size")
-    if precision is not None and precision not in ("fp32", "bf16", "fp16"):
-        raise typer.BadParameter("expected fp32, bf16 or fp16", param_hint="--precision")
     budget = parse_duration(max_time)
     if not files and resume is None:
         raise typer.BadParameter("name a text file to train on (or - for stdin), or --resume RUN")
@@ -156,6 +161,15 @@ def train_command(
         distributed.teardown(d)
 
 
+def _where(dev: torch.device, d: distributed.Dist, fit: MachineFit) -> str:
+    """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here)``."""
+    where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
+    if fit.threads is not None:
+        n, most = fit.threads, max(fit.candidates)
+        where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {most} here)"
+    return where
+
+
 def _train(
     req: TrainRequest,
     dev: torch.device,
@@ -172,20 +186,9 @@ def _train(
     if sample_every is None:
         sample_every = 1 if live else 0
     reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
-    where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
-    cores = torch.get_num_threads()
-    step_seconds = float("inf")
-    if threads is None and dev.type == "cpu" and cores > 1 and not d.enabled:
-        tc = run.train_config
-        probe = probe_threads(run.model, tc.batch_size, tc.seq_len, sorted({1, cores}))
-        n, step_seconds = probe.threads, probe.step_seconds
-        where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {cores} here)"
-    if req.dropout is None and not d.enabled:
-        notice = fit_dropout_to_length(run, step_seconds)
-        if notice:
-            run.notices.append(notice)
+    fit = run.fit_to_machine(threads)
     if not quiet:
-        reporter.header(where)
+        reporter.header(_where(dev, d, fit))
 
     stop: dict[str, int | None] = {"signal": None}
 
@@ -209,25 +212,10 @@ def _train(
         signal.signal(signal.SIGTERM, old_term)
         if reporter.progress is not None:
             reporter.progress.stop()
-    reason = "interrupted" if stop["signal"] is not None else _reason(run)
     if d.is_main:
-        reporter.summary(state, reason)
+        reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
     if stop["signal"] is not None:
         if d.is_main:
             err.print(f"resume with: charrnn train --resume {run.run_dir}", markup=False)
         sys.stderr.flush()
         raise typer.Exit(130 if stop["signal"] == signal.SIGINT else 143)
-
-
-def _reason(run: Run) -> str:
-    tc = run.train_config
-    assert run.trainer is not None
-    s = run.trainer.state
-    if tc.max_steps is not None and s.step >= tc.max_steps:
-        return "max_steps"
-    if (
-        tc.max_epochs is not None
-        and s.epoch + s.window / run.trainer.steps_per_epoch >= tc.max_epochs
-    ):
-        return "max_epochs"
-    return "max_time"

@@ -15,9 +15,10 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..evaluation import LN2
+from ..events import Evaluated, Event, Finished, Skipped, Started, Stepped
 from ..runs import Run
-from ..training import Evaluated, Event, Finished, Skipped, Started, Stepped
+from ..training import TrainerState
+from ..units import best_bits_per_char, bits
 from .common import err, format_duration
 
 PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
@@ -41,10 +42,7 @@ class Reporter:
         self.task: Any = None
         self.last_bits: float | None = None
         self.last_is_best = False
-        best = run.state.best_val if run.state is not None else None
-        # Losses are per token; this turns them into per character (1 for characters).
-        self.ratio = run.chars_per_token
-        self.best_bits: float | None = None if best is None else best / self.ratio / LN2
+        self.best_bits = best_bits_per_char(run.last_metrics) if run.resumed else None
         self.evaluations = 0
         self.last_line = time.perf_counter()
         self.first: tuple[float, float] | None = None  # (session seconds, progress) at step 1
@@ -115,7 +113,7 @@ class Reporter:
 
     def info(self, event: Stepped) -> str:
         return (
-            f"loss {event.loss / self.ratio:.3f} = {event.loss / self.ratio / LN2:.3f} bpc  "
+            f"loss {event.loss_per_char:.3f} = {bits(event.loss_per_char):.3f} bpc  "
             f"{self.val_text()}  "
             f"lr {event.lr:.2e}  {_k(event.tokens_per_sec)} chars/s"
         )
@@ -168,17 +166,18 @@ class Reporter:
 
     def on_eval(self, event: Evaluated) -> None:
         self.evaluations += 1
-        self.last_bits = event.val.bits
+        self.last_bits = event.val.bits_per_char
         self.last_is_best = event.is_best
         if event.is_best:
-            self.best_bits = event.val.bits
-        tl = event.train_loss
-        train = f"{tl / self.ratio:.4f}" if tl is not None else "-"
+            self.best_bits = event.val.bits_per_char
+        tl = event.train_loss_per_char
+        train = f"{tl:.4f}" if tl is not None else "-"
         mark = "  (best)" if event.is_best else ""
         lr = f"  lr {self.last_step.lr:.2e}" if self.last_step is not None else ""
         line = (
             f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "
-            f"val {event.val.nats_per_char:.4f} nats = {event.val.bits:.4f} bits/char{lr}{mark}"
+            f"val {event.val.nats_per_char:.4f} nats = {event.val.bits_per_char:.4f} bits/char"
+            f"{lr}{mark}"
         )
         self._log(line)
         self.last_line = time.perf_counter()
@@ -203,21 +202,22 @@ class Reporter:
         else:
             err.print(line, markup=False)
 
-    def summary(self, state: Any, reason: str) -> None:
+    def summary(self, state: TrainerState, reason: str | None) -> None:
+        """The lines after training: why it stopped, the losses per character, where things are."""
         r = self.run
-        tl = state.train_loss
+        m = r.metrics(state)
         lines = [
-            f"done ({reason.replace('_', ' ')}): {state.step} steps, {state.tokens:,} "
-            f"characters seen, {format_duration(time.perf_counter() - self.t0)}",
+            f"done ({(reason or 'stopped').replace('_', ' ')}): {state.step} steps, "
+            f"{state.tokens:,} characters seen, {format_duration(time.perf_counter() - self.t0)}",
         ]
+        tl = m.get("train_nats_per_char")
         if tl is not None:
-            tl /= self.ratio
-            lines.append(f"train loss {tl:.4f} nats/char = {tl / LN2:.4f} bits/char")
-        if state.best_val is not None:
-            bv = state.best_val / self.ratio
+            lines.append(f"train loss {tl:.4f} nats/char = {bits(tl):.4f} bits/char")
+        bv = m.get("best_val_nats_per_char")
+        if bv is not None:
             lines.append(
-                f"best val loss {bv:.4f} nats/char = {bv / LN2:.4f} "
-                f"bits/char, perplexity {math.exp(bv):.3f} (step {state.best_step})"
+                f"best val loss {bv:.4f} nats/char = {bits(bv):.4f} "
+                f"bits/char, perplexity {m['best_val_perplexity']:.3f} (step {state.best_step})"
             )
         best = r.best_path or r.last_saved
         lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")

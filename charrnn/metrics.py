@@ -1,0 +1,170 @@
+"""``metrics.jsonl``: the measurements of a run, appended while it trains, read by runs/plot.
+
+One JSON object per line, in a run folder beside its checkpoints::
+
+    {"event": "start", "step": 0, "time": 0.0, "chars": 0, "resumed": false, "parameters": ...}
+    {"event": "step", "step": 20, ..., "train_loss": 2.91, "train_bits_per_char": 4.2, "lr": ...}
+    {"event": "eval", "step": 200, ..., "val_loss": 1.93, "val_bits_per_char": 2.78, "best": true}
+    {"event": "end", "step": 400, ..., "reason": "max_time"}
+
+``train_loss`` and ``val_loss`` are nats per token (per character for the character tokenizer);
+``*_bits_per_char`` are per character (see :mod:`charrnn.units`). ``time`` is seconds of
+training over all sessions, ``chars`` tokens seen, ``wall`` a Unix time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+from .events import Evaluated, Event, Finished, Started, Stepped
+from .units import bits
+
+METRICS = "metrics.jsonl"
+
+
+def _plain_number(x: Any) -> Any:
+    """JSON has no NaN or Infinity: write them as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _sig(x: float | None) -> float | None:
+    """``x`` to 6 significant digits, to keep metrics.jsonl readable."""
+    return None if x is None else float(f"{x:.6g}")
+
+
+class MetricsLog:
+    """Appends measurements to ``run_dir/metrics.jsonl``, one JSON object per line.
+
+    Each line goes out in a single unbuffered ``write`` to a file opened for appending, so a
+    reader of a run in progress sees whole lines; at worst the very last line is incomplete, and
+    :func:`read_metrics` skips it. Lines are not fsynced: a crash may lose the last few, which
+    the checkpoints do not depend on. Raises :class:`CheckpointError` when it cannot write.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS
+        self._file: Any = None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        plain = {k: _plain_number(v) for k, v in record.items()}
+        line = json.dumps(plain, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+        try:
+            if self._file is None:
+                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+            self._file.write(line.encode("utf-8"))
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot write ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl`` (empty if there is none), oldest first.
+
+    Safe while the run is training: an incomplete last line is skipped, as is any line that is
+    not a JSON object. A ``start`` record of a resumed session at step s drops the earlier
+    records after step s, which that session redoes, so the result is one consistent history.
+    Raises :class:`CheckpointError` when the file exists but cannot be read.
+    """
+    path = Path(run_dir) / METRICS
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    records: list[dict[str, Any]] = []
+    for raw in data.split(b"\n")[:-1]:  # the part after the last newline is incomplete
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("event") == "start" and isinstance(obj.get("step"), int):
+            start = obj["step"]
+            records = [
+                r for r in records if not (isinstance(r.get("step"), int) and r["step"] > start)
+            ]
+        records.append(obj)
+    return records
+
+
+def metrics_every(eval_every: int) -> int:
+    """Steps between ``step`` records: about ten per evaluation interval (every 20 steps when
+    the run never evaluates)."""
+    return max(1, eval_every // 10) if eval_every > 0 else 20
+
+
+class MetricsRecorder:
+    """A training callback that turns events into metrics.jsonl records.
+
+    ``clock()`` gives (seconds of training over all sessions, tokens seen) at the moment of the
+    event; step records are written every ``every`` steps only.
+    """
+
+    def __init__(self, log: MetricsLog, every: int, clock: Callable[[], tuple[float, int]]):
+        self.log = log
+        self.every = every
+        self.clock = clock
+        self.last_step: Stepped | None = None
+
+    def __call__(self, event: Event) -> None:
+        record = self.record(event)
+        if record is not None:
+            record["wall"] = round(time.time(), 3)
+            self.log.write(record)
+
+    def record(self, event: Event) -> dict[str, Any] | None:
+        """The record for ``event`` (None: nothing to write for it)."""
+        elapsed, tokens = self.clock()
+        common = {"step": event.step, "time": _sig(elapsed), "chars": tokens}
+        if isinstance(event, Started):
+            return {
+                "event": "start",
+                **common,
+                "resumed": event.resumed,
+                "parameters": event.parameters,
+            }
+        if isinstance(event, Stepped):
+            self.last_step = event
+            if event.step % self.every:
+                return None
+            train = _train_fields(event.loss, event.loss_per_char, event)
+            return {"event": "step", **common, "epoch": _sig(event.epoch), **train}
+        if isinstance(event, Evaluated):
+            train = _train_fields(event.train_loss, event.train_loss_per_char, self.last_step)
+            return {
+                "event": "eval",
+                **common,
+                "epoch": _sig(event.epoch),
+                **train,
+                "val_loss": _sig(event.val.nats_per_token),
+                "val_bits_per_char": _sig(event.val.bits_per_char),
+                "best": event.is_best,
+            }
+        if isinstance(event, Finished):
+            return {"event": "end", **common, "reason": event.reason}
+        return None
+
+
+def _train_fields(
+    loss: float | None, loss_per_char: float | None, last: Stepped | None
+) -> dict[str, Any]:
+    return {
+        "train_loss": _sig(loss),
+        "train_bits_per_char": None if loss_per_char is None else _sig(bits(loss_per_char)),
+        "lr": None if last is None else _sig(last.lr),
+        "chars_per_sec": None if last is None else round(last.tokens_per_sec),
+    }
