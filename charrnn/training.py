@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import schedule
 from .data import batchify, num_windows, window
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .errors import TrainingError
@@ -149,18 +150,6 @@ class Trainer:
         # (B, L) over the whole corpus; this process trains its share of the rows (all of them
         # unless several processes share the batch). Stays on the CPU, memory-mapped.
         self.data = batchify(train_ids, config.batch_size)[rows(dist, config.batch_size)]
-        self.net: torch.nn.Module = model
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(model, device_ids=ids)
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
-        self.scaler: torch.amp.GradScaler | None = None
-        if config.precision == "fp16":
-            if self.device.type != "cuda":
-                raise TrainingError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
-            self.scaler = torch.amp.GradScaler("cuda")
         self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
         # Validation ids are copied into memory (capped), training ids stay memory-mapped.
         self.val_ids = None if val_ids is None else val_ids[: config.eval_max_tokens].long()
@@ -169,48 +158,25 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.resumed = state is not None
         self.state = state or TrainerState()
-        if self.scaler is not None and self.state.grad_scale:
-            self.scaler.load_state_dict(self.state.grad_scale)
         if dist.enabled and self.state.hidden is not None:
             self.state.hidden = _hidden_rows(self.state.hidden, rows(dist, config.batch_size))
         self.optimizer = optimizer or make_optimizer(model, config)
+        self.stepper = WindowStep(model, self.optimizer, config, dist, self.state.grad_scale)
         self.should_stop = should_stop or (lambda: False)
-        self._session_p0 = self.state.progress if self.state.progress < 0.999 else 0.0
+        self._session_p0 = schedule.session_start(self.state.progress)
         self._session_start = 0.0
         self._eval_seconds = 0.0  # the last evaluation
         self._eval_total = 0.0  # every evaluation of this invocation
-        self.params = [p for p in model.parameters() if p.requires_grad]
         self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
-        self._recent: list[float] = []  # the latest training losses (nats/token)
+        self._recent = _RunningMean()  # of the latest training losses (nats/token)
         self._last_time = 0.0
         self._rate = _Rate(0.0)
 
-    # -- schedule ---------------------------------------------------------------------------
-
     def progress(self, session_elapsed: float) -> float:
-        """Fraction of the run done: the furthest of steps, epochs and time (nan: no limit)."""
-        c, s = self.config, self.state
-        fractions = []
-        if c.max_steps:
-            fractions.append(s.step / c.max_steps)
-        if c.max_epochs:
-            fractions.append((s.epoch + s.window / self.steps_per_epoch) / c.max_epochs)
-        if c.max_time:
-            p0 = self._session_p0
-            fractions.append(p0 + (1.0 - p0) * session_elapsed / c.max_time)
-        return min(1.0, max(fractions)) if fractions else float("nan")
-
-    def lr_at(self, progress: float) -> float:
-        c, s = self.config, self.state
-        lr = c.lr
-        if c.warmup_steps and s.step < c.warmup_steps:
-            lr *= (s.step + 1) / c.warmup_steps
-        if c.schedule == "cosine" and not math.isnan(progress):
-            floor = c.min_lr_ratio
-            lr *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        elif c.schedule == "plateau":
-            lr *= s.plateau_scale
-        return lr
+        """Fraction of the run done (see :func:`charrnn.schedule.progress`)."""
+        return schedule.progress(
+            self.config, self.state, self.steps_per_epoch, session_elapsed, self._session_p0
+        )
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -225,15 +191,8 @@ class Trainer:
         out_of_time = c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time
         flags = [float(out_of_time), float(self.should_stop()), self.progress(session_elapsed)]
         out_of_time_any, stop_any, progress = agree(self.dist, flags, self.device)
-        if c.max_steps is not None and s.step >= c.max_steps:
-            return "max_steps", progress
-        if c.max_epochs is not None and s.epoch + s.window / self.steps_per_epoch >= c.max_epochs:
-            return "max_epochs", progress
-        if out_of_time_any:
-            return "max_time", progress
-        if stop_any:
-            return "stopped", progress
-        return None, progress
+        epochs = s.epoch + s.window / self.steps_per_epoch
+        return schedule.stop_reason(c, s, epochs, bool(out_of_time_any), bool(stop_any)), progress
 
     def global_state(self) -> TrainerState:
         """The state with every process's share of the carried hidden state (collective)."""
@@ -258,16 +217,7 @@ class Trainer:
         self._eval_seconds = time.perf_counter() - t0
         self._eval_total += self._eval_seconds
         s = self.state
-        loss = res.nats_per_token
-        is_best = math.isfinite(loss) and (s.best_val is None or loss < s.best_val)
-        if is_best:
-            s.best_val, s.best_step, s.plateau_bad = loss, s.step, 0
-        elif self.config.schedule == "plateau":
-            s.plateau_bad += 1
-            if s.plateau_bad >= 2:
-                s.plateau_scale *= 0.5
-                s.plateau_bad = 0
-        s.last_val = loss
+        is_best = schedule.record_validation(self.config, s, res.nats_per_token)
         best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
         self._emit(
             Evaluated(
@@ -294,48 +244,6 @@ class Trainer:
         # The same answer on every rank: an evaluation saves, and saving is collective.
         return not agree(self.dist, [float(over)], self.device)[0]
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current window's inputs and targets on the device, (B, T) each."""
-        x, y = window(self.data, self.state.window, self.config.seq_len)
-        if self.device.type == "cuda":
-            # Page-locked copies let the transfer to the GPU run asynchronously.
-            x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
-        x = x.to(self.device, torch.long, non_blocking=True)
-        y = y.to(self.device, torch.long, non_blocking=True)
-        return x, y
-
-    def _step(self, hidden: Hidden | None) -> tuple[float, bool, Hidden]:
-        """One optimizer step on the current window (TBPTT from ``hidden``): the loss averaged
-        over ranks (nats/token), whether the update was applied, and the state after it."""
-        c, opt = self.config, self.optimizer
-        x, y = self._batch()
-        with torch.autocast(
-            self.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        ):
-            logits, new_hidden = self.net(x, hidden)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(opt)
-        else:
-            loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.clip if c.clip > 0 else math.inf)
-        loss_value = mean(self.dist, loss.item(), self.device)
-        if self.scaler is not None and math.isfinite(loss_value):
-            # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
-            self.scaler.step(opt)
-            self.scaler.update()
-            self.state.grad_scale = self.scaler.state_dict()
-            gnorm = torch.zeros(())
-        if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
-            return loss_value, False, new_hidden
-        if self.scaler is None:
-            opt.step()
-        return loss_value, True, detach_hidden(new_hidden)
-
     def _skipped(self, loss_value: float) -> None:
         """A step with a non-finite loss or gradient: skip its window, or give up after
         MAX_NONFINITE in a row."""
@@ -357,10 +265,7 @@ class Trainer:
         s.window += 1
         s.tokens += tokens
         s.progress = progress
-        self._recent.append(loss_value)
-        if len(self._recent) > 50:
-            self._recent.pop(0)
-        s.train_loss = sum(self._recent) / len(self._recent)
+        s.train_loss = self._recent.add(loss_value)
         s.elapsed += now - self._last_time
         self._last_time = now
         self._rate.add(now, tokens)
@@ -394,7 +299,7 @@ class Trainer:
         )
         self.model.train()
         self._session_start = time.perf_counter()
-        self._nonfinite, self._recent, self._rate = 0, [], _Rate(self._session_start)
+        self._nonfinite, self._recent, self._rate = 0, _RunningMean(), _Rate(self._session_start)
         last_eval_step = s.step if self.resumed else -1
         hidden = s.hidden
         while True:
@@ -404,16 +309,19 @@ class Trainer:
                 break
             if s.window >= self.steps_per_epoch:
                 s.epoch, s.window, hidden = s.epoch + 1, 0, None
-            lr = self.lr_at(progress)
+            lr = schedule.learning_rate(c, s, progress)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            loss_value, applied, hidden = self._step(hidden)
+            x, y = window(self.data, s.window, c.seq_len)  # (B, T) each
+            loss_value, applied, hidden = self.stepper(x, y, hidden)
+            if self.stepper.scaler is not None:
+                s.grad_scale = self.stepper.scaler.state_dict()
             if not applied:
                 hidden = None
                 self._skipped(loss_value)
                 continue
             self._nonfinite = 0
-            self._stepped(loss_value, lr, progress, c.batch_size * self._window_len())
+            self._stepped(loss_value, lr, progress, c.batch_size * y.size(1))
             if self._eval_due(time.perf_counter() - self._session_start):
                 s.hidden = hidden
                 self.validate()
@@ -424,10 +332,90 @@ class Trainer:
         self._emit(Finished(s.step, reason, s))
         return s
 
-    def _window_len(self) -> int:
-        """Targets per stream in the window just trained (the last of an epoch may be short)."""
-        k = self.state.window - 1
-        return min(self.config.seq_len, self.data.size(1) - 1 - k * self.config.seq_len)
+
+class WindowStep:
+    """One optimizer step on one window (truncated BPTT): forward from the carried state under
+    autocast, loss, backward, gradient-norm clipping, AdamW update. Wraps the model in DDP when
+    several processes train, and owns the fp16 gradient scaler."""
+
+    def __init__(
+        self,
+        model: CharRNN,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        dist: Dist = SINGLE,
+        grad_scale: dict[str, Any] | None = None,
+    ) -> None:
+        self.config, self.optimizer, self.dist = config, optimizer, dist
+        self.device = next(model.parameters()).device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.net: torch.nn.Module = model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(model, device_ids=ids)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.scaler: torch.amp.GradScaler | None = None
+        if config.precision == "fp16":
+            if self.device.type != "cuda":
+                raise TrainingError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+            self.scaler = torch.amp.GradScaler("cuda")
+            if grad_scale:
+                self.scaler.load_state_dict(grad_scale)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.device.type == "cuda":
+            # Page-locked copies let the transfer to the GPU run asynchronously.
+            x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
+        x = x.to(self.device, torch.long, non_blocking=True)
+        y = y.to(self.device, torch.long, non_blocking=True)
+        return x, y
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, hidden: Hidden | None
+    ) -> tuple[float, bool, Hidden]:
+        """Inputs and targets (B, T) of this process's rows, the state carried into them: the
+        loss averaged over ranks (nats/token), whether the update was applied (not on a
+        non-finite loss or gradient), and the state after the window (detached)."""
+        opt, clip = self.optimizer, self.config.clip
+        x, y = self._to_device(x, y)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            logits, new_hidden = self.net(x, hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else math.inf)
+        loss_value = mean(self.dist, loss.item(), self.device)
+        if self.scaler is not None and math.isfinite(loss_value):
+            # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
+            self.scaler.step(opt)
+            self.scaler.update()
+            gnorm = torch.zeros(())
+        if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
+            return loss_value, False, new_hidden
+        if self.scaler is None:
+            opt.step()
+        return loss_value, True, detach_hidden(new_hidden)
+
+
+class _RunningMean:
+    """The mean of the last ``n`` values added."""
+
+    def __init__(self, n: int = 50) -> None:
+        self.n, self.values = n, list[float]()
+
+    def add(self, x: float) -> float:
+        self.values = [*self.values[-(self.n - 1) :], x]
+        return sum(self.values) / len(self.values)
 
 
 class _Rate:
