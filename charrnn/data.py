@@ -1,6 +1,7 @@
-"""Text in, token ids out: reading corpora, the train/validation split, streams and TBPTT windows.
+"""Text in, token ids out: the text policy, character ids, streams and TBPTT windows.
 
-This is the one library module that reads text files (besides checkpoint.py for checkpoints).
+Every text file charrnn reads (a corpus, a prime, a file to score) is read by :func:`iter_text`;
+a run's corpus as a whole (sources, passes, token cache) is :mod:`charrnn.corpus`.
 
 Text policy, shared by train, sample and eval-perplexity: files are decoded as UTF-8 (or
 ``encoding``), a leading byte-order mark is dropped, and Windows line ends (CR LF) become LF.
