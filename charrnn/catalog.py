@@ -6,6 +6,7 @@ here prints, and no weights are loaded: parameter counts come from the model con
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,7 +163,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
             "size": len(vocab),
             "unk": UNK,
             "preview": vocab.itos[:preview],
-            "unigram_entropy_bits": round(vocab.unigram_entropy_bits(), 4),
+            "unigram_entropy_bits": _finite(round(vocab.unigram_entropy_bits(), 4)),
         },
         "training": config.get("training") or {},
         "data": config.get("data") or {},
@@ -185,6 +186,11 @@ def validation_figures(metrics: dict[str, Any]) -> dict[str, Any]:
         "best_bits_per_char": best_bits_per_char(metrics),
         "best_step": metrics.get("best_step"),
     }
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: an unknown figure (e.g. the entropy of subword pieces) is None."""
+    return x if math.isfinite(x) else None
 
 
 def local_time(unix: float) -> str:

@@ -13,6 +13,7 @@ import typer
 
 from .. import catalog
 from ..errors import CharRNNError
+from ..vocab import UNK
 from .common import (
     checkpoints_root,
     err,
@@ -103,13 +104,16 @@ def runs_command(
 # ------------------------------------------------------------------------------ info
 
 
-def _show_char(ch: str) -> str:
+def _show_char(piece: str) -> str:
+    """A vocabulary entry (a character or a subword piece) with blanks and controls visible."""
     names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␠"}
-    if ch in names:
-        return names[ch]
-    if len(ch) == 1 and (ord(ch) < 32 or ord(ch) == 127):
-        return f"\\x{ord(ch):02x}"
-    return ch
+    if len(piece) > 1 and piece != UNK:
+        return "".join(_show_char(c) for c in piece)
+    if piece in names:
+        return names[piece]
+    if len(piece) == 1 and (ord(piece) < 32 or ord(piece) == 127):
+        return f"\\x{ord(piece):02x}"
+    return piece
 
 
 def _value(v: Any) -> str:
@@ -129,20 +133,22 @@ def info_text(d: dict[str, Any]) -> str:
     shown = " ".join(_show_char(c) for c in vocab["preview"])
     more = vocab["size"] - len(vocab["preview"])
     pointers = f" ({' and '.join(d['pointers'])} of its run)" if d["pointers"] else ""
+    kind = d["tokenizer"].get("type", "char")
+    h = vocab["unigram_entropy_bits"]
+    entropy = "" if h is None else f" (unigram entropy {h:.3f} bits/char)"
     lines = [
         f"checkpoint  {d['checkpoint']}{pointers}",
         f"saved       {d['saved_at']} by charrnn {d['charrnn_version']} "
         f"(format {d['format_version']})",
         f"model       {str(m.get('cell', '?')).upper()} {m.get('layers')}x{m.get('hidden')}, "
         f"{d['parameters']:,} parameters",
-        f"tokenizer   {d['tokenizer'].get('type', 'char')}, {vocab['size']} entries "
-        f"(unigram entropy {vocab['unigram_entropy_bits']:.3f} bits/char)",
+        f"tokenizer   {kind}, {vocab['size']} entries{entropy}",
         f"vocabulary  {shown}" + (f"  (+{more} more)" if more > 0 else ""),
     ]
     if met:
         summary = f"step {met.get('step', '-')}"
         if met.get("tokens") is not None:
-            summary += f", {met['tokens']:,} characters seen"
+            summary += f", {met['tokens']:,} {'characters' if kind == 'char' else 'tokens'} seen"
         if met.get("elapsed") is not None:
             summary += f", {format_duration(met['elapsed'])} of training"
         lines.append(f"progress    {summary}")
