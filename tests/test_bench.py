@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_bench_script_runs_and_appends_a_row(tmp_path: Path, verses_text: str) -> None:
     (tmp_path / "v.train.txt").write_text(verses_text[:30_000], encoding="utf-8")
     (tmp_path / "v.val.txt").write_text(verses_text[-5_000:], encoding="utf-8")

@@ -167,6 +167,7 @@ def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "poems.txt"
     corpus.write_text(small_text, encoding="utf-8")
@@ -203,6 +204,7 @@ def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     assert "2 character(s) the model never saw" in r.stderr
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run(tmp_path: Path, small_text: str) -> None:
     (tmp_path / "c.txt").write_text(small_text[:20000])
     r = run_cli(["train", "c.txt", "--hidden", "32", "--layers", "1", "--max-time", "3s"], tmp_path)
@@ -211,6 +213,7 @@ def test_time_budget_stops_the_run(tmp_path: Path, small_text: str) -> None:
     assert (tmp_path / "checkpoints" / "c-gru" / "latest").is_file()
 
 
+@pytest.mark.slow
 def test_sample_into_closed_pipe_is_quiet(trained_run: Path) -> None:
     cmd = " ".join(CHARRNN) + f" sample -c {trained_run} --length 1000000 | head -c 10"
     r = subprocess.run(
@@ -266,6 +269,7 @@ def test_sample_previews_show_and_do_not_change_training(tmp_path: Path, small_t
     assert a == b
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_of_a_real_run(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:8000])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -34,6 +35,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_follow_the_single_process_run(tmp_path: Path, small_text: str) -> None:
     (tmp_path / "c.txt").write_text(small_text[:30000])
     torchrun = [

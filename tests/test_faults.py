@@ -73,6 +73,7 @@ def _start(args: list[str], cwd: Path, **kw) -> subprocess.Popen[str]:  # type: 
 # ------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_checkpoint_then_resume_continues(
     tmp_path: Path, small_text: str, sig: signal.Signals, code: int
@@ -101,6 +102,7 @@ def test_signal_saves_checkpoint_then_resume_continues(
     assert ck.read_pointer(run, ck.LATEST) == ck.checkpoint_name(step + 3)
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(tmp_path: Path, small_text: str) -> None:
     _write(tmp_path / "c.txt", small_text[:20000])
     p = _start(["train", "c.txt", *TINY, "--max-time", "5m", "--out", "run"], tmp_path)
@@ -113,6 +115,7 @@ def test_second_ctrl_c_aborts_at_once(tmp_path: Path, small_text: str) -> None:
     assert "Traceback" not in errtext
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(
     tmp_path: Path, small_text: str
 ) -> None:
@@ -219,6 +222,7 @@ def test_train_sample_eval_never_unpickle(
 # ------------------------------------------------------------------------- text input
 
 
+@pytest.mark.slow
 def test_non_ascii_trains_samples_and_evaluates(tmp_path: Path) -> None:
     lines = [
         "山高水长云自在\uff0c风起花落月无声\u3002",
@@ -247,6 +251,7 @@ def test_non_ascii_trains_samples_and_evaluates(tmp_path: Path) -> None:
     assert row["bits_per_char"] < unigram - 1.0
 
 
+@pytest.mark.slow
 def test_stdin_corpus_gives_the_same_run_as_the_file(tmp_path: Path, small_text: str) -> None:
     _write(tmp_path / "c.txt", small_text[:10000])
     args = [*TINY, "--max-steps", "8", "--eval-every", "4"]
@@ -271,6 +276,7 @@ def test_stdin_corpus_gives_the_same_run_as_the_file(tmp_path: Path, small_text:
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_control_characters_are_reported_and_small_corpora_shrink(tmp_path: Path) -> None:
     _write(tmp_path / "c.txt", ("ab\x00cd\x07 " * 25))
     r = run_cli(["train", "c.txt", *TINY, "--max-steps", "2"], tmp_path)
@@ -279,6 +285,7 @@ def test_control_characters_are_reported_and_small_corpora_shrink(tmp_path: Path
     assert "note: corpus is small (157 training characters): using 4 streams of 32" in r.stderr
 
 
+@pytest.mark.slow
 def test_large_corpus_trains_in_bounded_memory(tmp_path: Path) -> None:
     rng = random.Random(0)
     words = ["lantern", "river", "hollow", "gleam", "north", "ember", "quiet", "stone"]
@@ -325,6 +332,7 @@ def test_large_corpus_trains_in_bounded_memory(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- the shell
 
 
+@pytest.mark.slow
 def test_sample_output_is_flushed_as_generated(trained_run: Path) -> None:
     p = subprocess.Popen(
         [*CHARRNN, "sample", "-c", str(trained_run), "--length", "1000000"],
@@ -340,6 +348,7 @@ def test_sample_output_is_flushed_as_generated(trained_run: Path) -> None:
         p.communicate()
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     r = run_cli(["train", "missing.txt", "--debug"], tmp_path)
     assert r.returncode == 1
@@ -370,6 +379,7 @@ def _on_a_terminal(args: list[str], cwd: Path, env_extra: dict[str, str]) -> tup
     return p.returncode, b"".join(chunks)
 
 
+@pytest.mark.slow
 def test_no_color_means_no_escapes_even_on_a_terminal(tmp_path: Path, small_text: str) -> None:
     _write(tmp_path / "c.txt", small_text[:20000])
     args = ["train", "c.txt", *TINY, "--max-steps", "60", "--eval-every", "30"]
@@ -380,6 +390,7 @@ def test_no_color_means_no_escapes_even_on_a_terminal(tmp_path: Path, small_text
     assert b"best val loss" in plain
 
 
+@pytest.mark.slow
 def test_prime_file_in_another_encoding(trained_run: Path, tmp_path: Path) -> None:
     prime = tmp_path / "prime.txt"
     prime.write_bytes("caf\u00e9 au lait".encode("latin-1"))
