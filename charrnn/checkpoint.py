@@ -32,17 +32,20 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
+from .config import ModelConfig, weight_shapes
 from .errors import CheckpointError
-from .model import CharRNN, ModelConfig
-from .tensorfile import read_tensors
+from .tensorfile import read_arrays, read_tensors
 from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
 from .vocab import Vocab
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import CharRNN
+    from .npmodel import ArrayModel
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -65,6 +68,13 @@ def checkpoint_name(step: int) -> str:
 
 def _json_text(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+
+def save_file(tensors: Mapping[str, Any], path: str, metadata: dict[str, str]) -> None:
+    """safetensors' own writer (imported on first use: it needs torch, which reading does not)."""
+    from safetensors.torch import save_file as write
+
+    write(dict(tensors), path, metadata=metadata)
 
 
 def write_checkpoint(
@@ -336,9 +346,9 @@ def load_vocab(ckpt: Path, config: dict[str, Any] | None = None) -> Tokenizer:
         raise CheckpointError(f"{path}: not a valid vocabulary ({e})") from None
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
-    ckpt = resolve_checkpoint(Path(path))
+def _read_model_config(ckpt: Path) -> tuple[dict[str, Any], ModelConfig, Tokenizer]:
+    """config.json (format version checked), its model config and the vocabulary, checked
+    against each other: everything but the weights."""
     config = read_config(ckpt)
     try:
         mc = ModelConfig.from_dict(config["model"])
@@ -352,10 +362,21 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
             f"{ckpt / VOCAB}: holds {len(vocab)} entries but config.json says "
             f"vocab_size {mc.vocab_size}"
         )
-    with torch.device("meta"):
-        shape_model = CharRNN(mc)
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in model_tensors(shape_model).items()}
-    tensors = read_tensors(ckpt / MODEL, expected)
+    return config, mc, vocab
+
+
+def expected_weights(mc: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, dtype) of every tensor in ``model.safetensors``, from the config alone."""
+    return {name: (shape, "F32") for name, shape in weight_shapes(mc).items()}
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
+    from .model import CharRNN
+
+    ckpt = resolve_checkpoint(Path(path))
+    config, mc, vocab = _read_model_config(ckpt)
+    tensors = read_tensors(ckpt / MODEL, expected_weights(mc))
     model = CharRNN(mc)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     allowed_missing = {"head.weight"} if mc.tie_weights else set()
@@ -364,3 +385,40 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     model.to(device)
     model.eval()
     return LoadedModel(ckpt, model, vocab, config)
+
+
+@dataclass
+class LoadedArrays:
+    """A checkpoint loaded for the NumPy sampler: as :class:`LoadedModel`, with the weights as
+    NumPy arrays (:class:`charrnn.npmodel.ArrayModel`) and torch never imported."""
+
+    path: Path
+    model: ArrayModel
+    vocab: Tokenizer
+    config: dict[str, Any]
+
+
+def load_arrays(path: Path) -> LoadedArrays:
+    """:func:`load_model` without torch: the same checks (format version, names, shapes, dtypes,
+    finite values), the weights read by safetensors' NumPy loader."""
+    from .npmodel import ArrayModel
+
+    ckpt = resolve_checkpoint(Path(path))
+    config, mc, vocab = _read_model_config(ckpt)
+    arrays = read_arrays(ckpt / MODEL, expected_weights(mc))
+    return LoadedArrays(ckpt, ArrayModel(mc, arrays), vocab, config)
+
+
+def load_for_sampling(
+    path: Path, device: str = "auto", fast: bool = True
+) -> LoadedModel | LoadedArrays:
+    """A checkpoint loaded the way :func:`charrnn.sampling.engine` chooses for ``device``:
+    NumPy arrays for the NumPy engine (torch is not imported), else a torch model on the
+    device."""
+    from .sampling import engine
+
+    if engine(device, fast) == "numpy":
+        return load_arrays(path)
+    from .device import resolve_device
+
+    return load_model(path, resolve_device(device))

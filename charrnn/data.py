@@ -5,7 +5,8 @@ a run's corpus as a whole (sources, passes, token cache) is :mod:`charrnn.corpus
 
 Text policy, shared by train, sample and eval-perplexity: files are decoded as UTF-8 (or
 ``encoding``), a leading byte-order mark is dropped, and Windows line ends (CR LF) become LF.
-A lone CR is kept as it is.
+A file with CR line ends and no LF (classic Mac OS) is read with CR as LF; elsewhere a lone CR
+is kept as it is.
 
 Batching into contiguous streams and walking them in windows (truncated BPTT)::
 
@@ -33,15 +34,33 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import CorpusError
 
+if TYPE_CHECKING:  # only passed through: the command line reads text without torch or NumPy
+    import numpy as np
+    import torch
+
 STDIN = "-"
 DECODE_ERRORS = ("strict", "replace", "ignore")  # what --errors accepts (Python codec handlers)
+
+
+def _open(path: str | Path) -> tuple[BinaryIO, str, bool]:
+    """The file to read (standard input for ``-``), its name for messages, whether to close it."""
+    name = str(path)
+    if name == STDIN:
+        return sys.stdin.buffer, "<stdin>", False
+    try:
+        return open(path, "rb"), name, True  # closed by the caller
+    except FileNotFoundError:
+        raise CorpusError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{name}: is a directory, expected a text file") from None
+    except PermissionError:
+        raise CorpusError(f"{name}: permission denied") from None
+    except OSError as e:
+        raise CorpusError(f"{name}: cannot read ({e.strerror})") from None
 
 
 def iter_text(
@@ -49,36 +68,24 @@ def iter_text(
     encoding: str = "utf-8",
     errors: str = "strict",
     chunk_bytes: int = 1 << 20,
+    notes: list[str] | None = None,
 ) -> Iterator[str]:
     """Decode a file (``-`` for standard input) in chunks under the shared text policy.
 
-    Memory stays bounded by ``chunk_bytes`` however long the file is.
+    Memory stays bounded by ``chunk_bytes`` however long the file is. A file whose first chunk
+    has CR line ends and no LF at all (classic Mac OS) is read with every CR as LF, and a note
+    saying so is appended to ``notes``. Raises :class:`CorpusError` naming the file.
     """
-    name = str(path)
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors)
     except LookupError:
-        raise CorpusError(f"{name}: unknown text encoding {encoding!r}") from None
-    if name == STDIN:
-        name = "<stdin>"
-        f = sys.stdin.buffer
-        close = False
-    else:
-        try:
-            f = open(path, "rb")  # noqa: SIM115 (closed below)
-        except FileNotFoundError:
-            raise CorpusError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise CorpusError(f"{name}: is a directory, expected a text file") from None
-        except PermissionError:
-            raise CorpusError(f"{name}: permission denied") from None
-        except OSError as e:
-            raise CorpusError(f"{name}: cannot read ({e.strerror})") from None
-        close = True
+        raise CorpusError(f"{path}: unknown text encoding {encoding!r}") from None
+    f, name, close = _open(path)
     try:
         offset = 0  # bytes handed to the decoder so far
         first = True
         cr = ""  # a CR held back in case the next chunk starts with LF
+        mac: bool | None = None  # CR-only line ends, decided on the first text
         while True:
             try:
                 raw = f.read(chunk_bytes)
@@ -97,15 +104,17 @@ def iter_text(
             offset += len(raw)
             if first and text:
                 first = False
-                if text.startswith("\ufeff"):
-                    text = text[1:]
-            text = cr + text
-            cr = ""
+                text = text.removeprefix("\ufeff")
+            text, cr = cr + text, ""
             if not final and text.endswith("\r"):
                 text, cr = text[:-1], "\r"
             text = text.replace("\r\n", "\n")
+            if mac is None and text:
+                mac = "\r" in text and "\n" not in text
+                if mac and notes is not None:
+                    notes.append(f"{name}: line ends are CR only (classic Mac OS); read as LF")
             if text:
-                yield text
+                yield text.replace("\r", "\n") if mac else text
             if final:
                 return
     finally:
@@ -185,11 +194,15 @@ class Encoder:
     """Vectorised character -> id mapping through a code-point lookup table."""
 
     def __init__(self, stoi: dict[str, int], unk_id: int = 0) -> None:
+        import numpy as np
+
         top = max((ord(c) for c in stoi), default=0)
         self.lut = np.full(top + 2, unk_id, dtype=np.int32)  # last slot: anything above top
         for ch, i in stoi.items():
             self.lut[ord(ch)] = i
 
     def __call__(self, text: str) -> np.ndarray[Any, np.dtype[np.int32]]:
+        import numpy as np
+
         cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
         return self.lut[np.minimum(cps, len(self.lut) - 1)]

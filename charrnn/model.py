@@ -1,53 +1,32 @@
 """The character language model: embedding -> stacked LSTM / GRU / tanh RNN -> linear head.
 
-Pure module: imports torch only, touches no files and prints nothing.
+Pure module: imports torch only (and its own torch-free :mod:`charrnn.config`, whose
+:class:`ModelConfig` and ``CELLS`` it re-exports), touches no files and prints nothing.
 Dimension names: B batch, T time steps, E embedding size, H hidden size, V vocabulary size,
 N number of recurrent layers.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-CELLS = ("lstm", "gru", "rnn")
+from .config import CELLS, ModelConfig
 
 # LSTM state is (h, c); GRU and RNN state is h. Each tensor is (N, B, H).
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    cell: str = "gru"
-    layers: int = 2
-    hidden: int = 256
-    embed_dim: int = 64
-    dropout: float = 0.0
-    tie_weights: bool = False
-
-    def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        if self.vocab_size < 2:
-            raise ValueError("vocab_size must be at least 2")
-        for name in ("layers", "hidden", "embed_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-        if self.tie_weights and self.embed_dim != self.hidden:
-            raise ValueError("tie_weights needs embed_dim == hidden")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return cls(**d)
+__all__ = [
+    "CELLS",
+    "CharRNN",
+    "Hidden",
+    "ModelConfig",
+    "detach_hidden",
+    "hidden_from_tensors",
+    "hidden_tensors",
+]
 
 
 class CharRNN(nn.Module):

@@ -6,40 +6,60 @@ the smallest set whose probability reaches p (nucleus sampling). ``<UNK>`` is ne
 
 :func:`engine` alone chooses how the text is computed. The "numpy" engine (float32 weights on
 the CPU) runs the steps in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead) and
-draws characters by inverse CDF with a NumPy generator seeded from ``seed``; the "torch" engine
-(``fast=False``, and always for other devices or dtypes) feeds the model one step at a time and
-draws with ``torch.multinomial``. Both draw from the same distribution; for a given seed the
-two engines give different (equally likely) texts.
+needs NumPy only: a checkpoint read by :func:`charrnn.checkpoint.load_arrays` is sampled without
+importing torch. The "torch" engine (``fast=False`` or ``CHARRNN_ENGINE=torch``, and always for
+other devices or dtypes) feeds the model one step at a time. Both draw the characters the same
+way, by inverse CDF (:class:`FastPicker`) with a NumPy generator seeded from ``seed``, so for a
+given seed the two engines print the same text (their logits agree to float32 rounding).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from . import fastpath
-from .model import CharRNN, Hidden
+from .device import cuda_possible
+from .npmodel import ArrayModel, supports
 from .tokenizers import Tokenizer
 from .vocab import UNK_ID
 
+if TYPE_CHECKING:
+    import torch
+
+    from .model import CharRNN
+
 Engine = Literal["numpy", "torch"]
+ENGINE_ENV = "CHARRNN_ENGINE"  # "torch" forces the torch engine (tests, comparisons)
 
 
-def engine(model: CharRNN, fast: bool = True) -> Engine:
+def engine(model: CharRNN | ArrayModel | str, fast: bool = True) -> Engine:
     """The engine that samples from ``model``; the one place where the choice is made.
 
-    "numpy" (:class:`fastpath.FastRNN` steps, NumPy draws) when ``fast`` is true and the model
-    has float32 weights on the CPU (:func:`fastpath.supports`); "torch" (the model's own
-    forward, one step at a time, ``torch.multinomial`` draws) otherwise: with ``fast=False``,
-    on any other device, or with any other dtype (bf16, float64, ...).
+    ``model`` is a loaded model, or the ``--device`` of one still to load (``auto``, ``cpu``,
+    ``cuda[:N]``): then "numpy" means "read the checkpoint with NumPy, never import torch".
+    "numpy" (:class:`fastpath.FastRNN` steps) when ``fast`` is true, ``$CHARRNN_ENGINE`` is not
+    ``torch``, and the model is an :class:`ArrayModel` or has float32 weights on the CPU
+    (:func:`charrnn.npmodel.supports`), or the device is ``cpu``, or ``auto`` where no CUDA
+    device can be present (:func:`charrnn.device.cuda_possible`); "torch" (the model's own
+    forward, one step at a time) otherwise: on any other device, or with any other dtype (bf16,
+    float64, ...).
     """
-    return "numpy" if fast and fastpath.supports(model) else "torch"
+    if not fast or os.environ.get(ENGINE_ENV, "").strip().lower() == "torch":
+        return "torch"
+    if isinstance(model, str):
+        spec = model.strip().lower()
+        return "numpy" if spec == "cpu" or (spec == "auto" and not cuda_possible()) else "torch"
+    return "numpy" if supports(model) else "torch"
+
+
+GREEDY_BELOW = 1e-30  # temperatures below this are greedy decoding (see SampleConfig)
 
 
 @dataclass(frozen=True)
@@ -53,12 +73,21 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.length < 0:
             raise ValueError("length must be >= 0")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError("temperature must be a finite number >= 0")
+        if self.temperature < GREEDY_BELOW:
+            # logits / T would overflow float32 (or T underflow to 0): as T -> 0 sampling
+            # becomes greedy, so it is greedy, exactly, for every engine and stream count.
+            object.__setattr__(self, "temperature", 0.0)
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("top_k must be >= 1")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:  # also refuses NaN
             raise ValueError("top_p must be in (0, 1]")
+        if self.top_p is not None and self.top_p < GREEDY_BELOW:
+            # The smallest set reaching a vanishing mass is the likeliest token alone (and
+            # such a p would underflow to 0 in float32).
+            object.__setattr__(self, "top_p", None)
+            object.__setattr__(self, "top_k", 1)
 
 
 def next_token_probs(
@@ -67,7 +96,10 @@ def next_token_probs(
     top_k: int | None = None,
     top_p: float | None = None,
 ) -> torch.Tensor:
-    """Sampling distribution (B, V) from logits (B, V); never NaN for any temperature > 0."""
+    """Sampling distribution (B, V) from logits (B, V); never NaN for any temperature > 0.
+    (The reference in torch; the samplers use :func:`fastpath.next_token_probs_np`.)"""
+    import torch
+
     z = logits.float()
     z = z.clone()
     z[:, UNK_ID] = float("-inf")
@@ -85,44 +117,28 @@ def next_token_probs(
     return probs
 
 
-def _pick(
-    logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Next token ids (B,) from logits (B, V)."""
-    if cfg.temperature == 0:
-        z = logits.float().clone()
-        z[:, UNK_ID] = float("-inf")
-        return z.argmax(dim=-1)
-    probs = next_token_probs(logits, cfg.temperature, cfg.top_k, cfg.top_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-def _start(
-    model: CharRNN, vocab: Tokenizer, prime: str, batch: int, generator: torch.Generator | None
-) -> tuple[torch.Tensor, Hidden | None, str]:
-    """Feed the prime; return the last input tokens (B,), the state before them, and the text
-    that the output begins with."""
-    device = next(model.parameters()).device
+def _prime(vocab: Tokenizer, prime: str, rng: np.random.Generator) -> tuple[list[int], int, str]:
+    """What both engines read before generating: the prime's tokens but the last, the last (the
+    input of the first step), and the text that the output begins with."""
     ids = vocab.encode(prime)
-    if not ids:
-        if "\n" in vocab:
-            # Start as if at the beginning of a line; the newline itself is not output.
-            return torch.full((batch,), vocab.stoi["\n"], device=device), None, ""
-        counts = torch.tensor(vocab.counts, dtype=torch.float)
-        counts[UNK_ID] = 0
-        if counts.sum() == 0:
-            counts[1:] = 1
-        first = torch.multinomial(counts, 1, generator=generator).item()
-        return torch.full((batch,), int(first), device=device), None, vocab.itos[int(first)]
-    hidden: Hidden | None = None
-    if len(ids) > 1:
-        ctx = torch.tensor(ids[:-1], device=device).expand(batch, -1)  # (B, P-1)
-        _, hidden = model(ctx, None)
-    return torch.full((batch,), ids[-1], device=device), hidden, prime
+    if ids:
+        return ids[:-1], ids[-1], prime
+    if "\n" in vocab:
+        # Start as if at the beginning of a line; the newline itself is not output.
+        return [], vocab.stoi["\n"], ""
+    # No prime, no newline: a first token drawn by the training text's frequencies (with the
+    # sampler's generator, before any step, the same way for both engines).
+    counts = np.array(vocab.counts, dtype=np.float64)
+    counts[UNK_ID] = 0
+    if counts.sum() == 0:
+        counts[1:] = 1
+    cdf = np.cumsum(counts)
+    first = int(cdf.searchsorted(rng.random() * cdf[-1], side="right"))
+    return [], first, vocab.itos[first]
 
 
 def generate(
-    model: CharRNN,
+    model: CharRNN | ArrayModel,
     vocab: Tokenizer,
     prime: str = "",
     config: SampleConfig | None = None,
@@ -150,7 +166,7 @@ def generate(
 
 
 def generate_many(
-    model: CharRNN,
+    model: CharRNN | ArrayModel,
     vocab: Tokenizer,
     n: int,
     prime: str = "",
@@ -169,14 +185,18 @@ def generate_many(
     out = []
     for head, chunk in zip(heads, chunks, strict=True):
         body = "".join(chunk)
-        if stop and stop in body:
-            body = body[: body.index(stop)]
+        body = cut_at_stop(body, stop)
         out.append(head + body)
     return out
 
 
 def _generate(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int, how: Engine
+    model: CharRNN | ArrayModel,
+    vocab: Tokenizer,
+    prime: str,
+    cfg: SampleConfig,
+    batch: int,
+    how: Engine,
 ) -> Iterator[list[str]]:
     """One list of ``batch`` pieces per step, the first the heads, computed by engine ``how``."""
     if how == "numpy":
@@ -185,27 +205,37 @@ def _generate(
 
 
 def _generate_plain(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
+    model: CharRNN | ArrayModel, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
 ) -> Iterator[list[str]]:
+    """The torch engine: the model's forward, one step at a time; draws as the NumPy engine."""
+    import torch
+
+    if isinstance(model, ArrayModel):
+        model = model.to_torch()
     was_training = model.training
     model.eval()
-    generator = None
-    if cfg.seed is not None:
-        device = next(model.parameters()).device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    context, last, head = _prime(vocab, prime, rng)
+    pick = FastPicker(cfg, batch, model.config.vocab_size, rng)
+    device = next(model.parameters()).device
     try:
         # Grad mode is set per step, not around the loop: a generator must not leave it
         # changed for its caller between steps.
-        with torch.no_grad():
-            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
+        hidden = None
+        if context:
+            with torch.no_grad():
+                ctx = torch.tensor(context, device=device).expand(batch, -1)  # (B, P-1)
+                _, hidden = model(ctx, None)
+        tokens = torch.full((batch,), last, device=device)
         yield [head] * batch
         itos = vocab.itos
         for _ in range(cfg.length):
             with torch.no_grad(), _no_onednn():
                 logits, hidden = model(tokens.view(batch, 1), hidden)  # (B, 1, V)
-                tokens = _pick(logits[:, -1, :], cfg, generator)  # (B,)
-            yield [itos[i] for i in tokens.tolist()]
+                z = logits[:, -1, :].float().cpu().numpy()
+            ids = pick(pick.fold(z))  # (B,)
+            tokens = torch.from_numpy(ids).to(device)
+            yield [itos[i] for i in ids.tolist()]
     finally:
         model.train(was_training)
 
@@ -222,9 +252,9 @@ def _uniforms(rng: np.random.Generator, block: int = 1024) -> Iterator[float]:
 
 
 class FastPicker:
-    """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, as :func:`_pick`
-    does for tensors: the same distribution (``next_token_probs``), drawn by inverse CDF with
-    one uniform number per stream from ``rng``.
+    """Draws the next tokens (B,) from logits (B, V) held in a NumPy array, for both engines:
+    the distribution of ``next_token_probs``, drawn by inverse CDF with one uniform number per
+    stream from ``rng``.
 
     The stepper can fold part of the work into its output layer: build it with
     ``head_scale=picker.head_scale`` and ``mask=picker.mask`` (:meth:`fold` does the same to
@@ -265,8 +295,8 @@ class FastPicker:
         """Cumulative (unnormalised) sampling weights (B, V) from folded logits ``z`` (B, V)."""
         if not self.simple:
             cfg = self.cfg
-            probs = next_token_probs(torch.from_numpy(z), cfg.temperature, cfg.top_k, cfg.top_p)
-            return np.add.accumulate(probs.numpy(), axis=1, out=self.cdf)
+            probs = fastpath.next_token_probs_np(z, cfg.temperature, cfg.top_k, cfg.top_p)
+            return np.add.accumulate(probs, axis=1, out=self.cdf)
         e, cdf = self.z, self.cdf
         # exp(min(z, 80)): no overflow; a total that reaches e^80 (or underflows) means some
         # row needs the max-subtracted form that next_token_probs uses.
@@ -311,29 +341,22 @@ class FastPicker:
 
 
 def _fast_start(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
-) -> tuple[fastpath.FastRNN, FastPicker, torch.Tensor, str]:
-    """The stepper loaded with the prime's state, the picker, the last input tokens (B,) and the
-    text the output begins with."""
-    generator = None
-    if cfg.seed is not None:
-        generator = torch.Generator()
-        generator.manual_seed(cfg.seed)
-    pick = FastPicker(cfg, batch, model.config.vocab_size, np.random.default_rng(cfg.seed))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            tokens, hidden, head = _start(model, vocab, prime, batch, generator)
-            rnn = fastpath.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
-            rnn.set_state(hidden)
-    finally:
-        model.train(was_training)
-    return rnn, pick, tokens, head
+    model: CharRNN | ArrayModel, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
+) -> tuple[fastpath.FastRNN, FastPicker, int, str]:
+    """The stepper loaded with the prime's state (read one token at a time), the picker, the last
+    input token and the text the output begins with."""
+    rng = np.random.default_rng(cfg.seed)
+    context, last, head = _prime(vocab, prime, rng)
+    pick = FastPicker(cfg, batch, model.config.vocab_size, rng)
+    rnn = fastpath.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
+    step = rnn.step
+    for tok in context:
+        step(tok if batch == 1 else np.full(batch, tok))
+    return rnn, pick, last, head
 
 
 def _generate_fast(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
+    model: CharRNN | ArrayModel, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
 ) -> Iterator[list[str]]:
     if batch == 1:
         chars = _generate_fast_one(model, vocab, prime, cfg)
@@ -341,23 +364,22 @@ def _generate_fast(
         for c in chars:
             yield [c]
         return
-    rnn, pick, tokens, head = _fast_start(model, vocab, prime, cfg, batch)
+    rnn, pick, last, head = _fast_start(model, vocab, prime, cfg, batch)
     yield [head] * batch
     itos, step = vocab.itos, rnn.step
-    ids = tokens.numpy()
+    ids = np.full(batch, last)
     for _ in range(cfg.length):
         ids = pick(step(ids))
         yield [itos[i] for i in ids.tolist()]
 
 
 def _generate_fast_one(
-    model: CharRNN, vocab: Tokenizer, prime: str, cfg: SampleConfig
+    model: CharRNN | ArrayModel, vocab: Tokenizer, prime: str, cfg: SampleConfig
 ) -> Iterator[str]:
     """One stream: the head, then one piece per step (the innermost loop of ``charrnn sample``)."""
-    rnn, pick, tokens, head = _fast_start(model, vocab, prime, cfg, 1)
+    rnn, pick, tok, head = _fast_start(model, vocab, prime, cfg, 1)
     yield head
     itos, step, pick1 = vocab.itos, rnn.step, pick.pick1
-    tok = int(tokens[0])
     z = rnn.logits[0]  # (V,): the buffer every step writes
     for _ in range(cfg.length):
         step(tok)
@@ -368,6 +390,8 @@ def _generate_fast_one(
 @contextlib.contextmanager
 def _no_onednn() -> Iterator[None]:
     """oneDNN is 2-3x slower than the reference kernels for one-step RNN calls on the CPU."""
+    import torch
+
     mkldnn: Any = torch.backends.mkldnn
     before = mkldnn.enabled
     mkldnn.enabled = False
@@ -377,14 +401,33 @@ def _no_onednn() -> Iterator[None]:
         mkldnn.enabled = before
 
 
+def cut_at_stop(text: str, stop: str | None) -> str:
+    """Generated ``text`` up to where ``stop`` first appears (the stop string not included).
+    Stop strings at the very start are dropped, not matched: a sample never comes out empty (or
+    starting with its separator) because the model began with the stop string."""
+    if not stop:
+        return text
+    while text.startswith(stop):
+        text = text[len(stop) :]
+    cut = text.find(stop)
+    return text if cut < 0 else text[:cut]
+
+
 def stop_at(pieces: Iterator[str], stop: str) -> Iterator[str]:
-    """Pass ``pieces`` through until ``stop`` appears; the stop string itself is not output."""
+    """Stream ``pieces`` with the rule of :func:`cut_at_stop`: the joined output is
+    ``cut_at_stop("".join(pieces), stop)``, yielded as soon as it can no longer be a stop."""
     if not stop:
         yield from pieces
         return
-    pending = ""
+    pending, started = "", False
     for piece in pieces:
         pending += piece
+        if not started:
+            while pending.startswith(stop):
+                pending = pending[len(stop) :]
+            if stop.startswith(pending):  # empty, or maybe the start of a leading stop
+                continue
+            started = True
         cut = pending.find(stop)
         if cut >= 0:
             if cut:

@@ -13,29 +13,52 @@ import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 _MAX_HEADER = 100 * 1024 * 1024
 
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
+# safetensors dtype names and their sizes in bytes. Names are compared as strings, so the header
+# checks need neither torch nor NumPy.
+_ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
 }
-_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+# The same dtypes as NumPy names them, and torch without its "torch." prefix.
+_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+# Expected tensors: name -> (shape, dtype), the dtype as safetensors, torch or NumPy names it.
+Expected = Mapping[str, tuple[tuple[int, ...], Any]]
+
+
+def dtype_name(dtype: Any) -> str:
+    """The safetensors name (``F32``, ...) of a dtype given by that name, by torch or by NumPy."""
+    name = str(dtype).removeprefix("torch.")
+    return name if name in _ITEMSIZE else _NAMES.get(name, name)
 
 
 def _safetensors_header(path: Path) -> dict[str, Any]:
@@ -76,45 +99,54 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: tensor {name!r} points past the end of the file (truncated?)"
             )
-        if dtype not in _DTYPES:
+        if dtype not in _ITEMSIZE:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise CheckpointError(f"{path}: tensor {name!r} has a bad shape")
-        itemsize = torch.empty((), dtype=_DTYPES[dtype]).element_size()
-        if math.prod(shape) * itemsize != end - start:
+        if math.prod(shape) * _ITEMSIZE[dtype] != end - start:
             raise CheckpointError(f"{path}: tensor {name!r} size does not match its shape")
     return header
 
 
-def read_tensors(
-    path: Path, expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None
-) -> dict[str, torch.Tensor]:
+def _check_expected(path: Path, header: dict[str, Any], expected: Expected) -> None:
+    """The names, shapes and dtypes of ``header`` are those of ``expected``."""
+    names = set(header) - {"__metadata__"}
+    missing = sorted(set(expected) - names)
+    extra = sorted(names - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing tensor {missing[0]!r}")
+    if extra:
+        raise CheckpointError(f"{path}: unexpected tensor {extra[0]!r}")
+    for name, (shape, dtype) in expected.items():
+        info = header[name]
+        if tuple(info["shape"]) != tuple(shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, "
+                f"config.json implies {tuple(shape)}"
+            )
+        if info["dtype"] != dtype_name(dtype):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {info['dtype']}, expected {dtype_name(dtype)}"
+            )
+
+
+def _checked_header(path: Path, expected: Expected | None) -> None:
+    header = _safetensors_header(path)
+    if expected is not None:
+        _check_expected(path, header, expected)
+
+
+def read_tensors(path: Path, expected: Expected | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, on the CPU, checked against ``expected`` names/shapes/dtypes.
 
     Never unpickles: the header is parsed and checked here first, then safetensors reads the data.
     """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
-    header = _safetensors_header(path)
-    if expected is not None:
-        names = set(header) - {"__metadata__"}
-        missing = sorted(set(expected) - names)
-        extra = sorted(names - set(expected))
-        if missing:
-            raise CheckpointError(f"{path}: missing tensor {missing[0]!r}")
-        if extra:
-            raise CheckpointError(f"{path}: unexpected tensor {extra[0]!r}")
-        for name, (shape, dtype) in expected.items():
-            info = header[name]
-            if tuple(info["shape"]) != tuple(shape):
-                raise CheckpointError(
-                    f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, "
-                    f"config.json implies {tuple(shape)}"
-                )
-            if _DTYPES[info["dtype"]] != dtype:
-                raise CheckpointError(
-                    f"{path}: tensor {name!r} has dtype {info['dtype']}, "
-                    f"expected {_DTYPE_NAMES.get(dtype, str(dtype))}"
-                )
+    _checked_header(path, expected)
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -123,3 +155,22 @@ def read_tensors(
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf values")
     return tensors
+
+
+def read_arrays(path: Path, expected: Expected | None = None) -> dict[str, np.ndarray]:
+    """:func:`read_tensors` as NumPy arrays, with the same checks, and without torch (NumPy has
+    no bfloat16: such a tensor is an error here)."""
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    _checked_header(path, expected)
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{path}: cannot read tensors ({e})") from None
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not bool(np.isfinite(a).all()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf values")
+    return arrays
