@@ -60,3 +60,12 @@ def probe_threads(
         torch.set_rng_state(rng)
     torch.set_num_threads(best)
     return ThreadProbe(best, best_time)
+
+
+@dataclass(frozen=True)
+class MachineFit:
+    """What :meth:`Run.fit_to_machine` measured and chose."""
+
+    threads: int | None  # CPU threads chosen by the probe (None: not probed)
+    candidates: tuple[int, ...]  # what the probe compared
+    notices: tuple[str, ...]  # choices to tell the user about

@@ -1,47 +1,265 @@
-"""A run folder: choosing its name, creating it, and removing it when nothing was saved in it.
+"""A run folder: choosing its name, creating it, locking it for its one writer, and removing it
+when nothing was saved in it.
 
 A run folder holds the run's checkpoints, pointers, metrics.jsonl and token cache (see
 :mod:`charrnn.checkpoint`). Its default name is ``<root>/<corpus stem>-<cell>``, with ``-2``,
 ``-3``, ... when taken.
+
+One writer per run. ``charrnn train`` (new or ``--resume``) holds an exclusive OS lock on the
+folder's ``.lock`` file from before it writes anything until the run ends::
+
+    claim(out, ...) / lock(run_dir)    os.open(".lock") + flock(LOCK_EX | LOCK_NB)
+                                       refused at once -> RunBusy naming the holder's pid
+    ... training, saving ...           the descriptor stays open: the lock is held
+    RunLock.release() / process end    the kernel drops the lock (also after SIGKILL)
+
+The writer is a process: locks taken again in the process that holds one share it. The lock
+file stays on disk (deleting it would let two writers lock two different files); it holds the
+holder's pid, host and command for the refusal message. Readers never take the lock: they read
+complete checkpoints only. (On Windows, ``msvcrt.locking`` stands in for ``flock``.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
+import os
 import shutil
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as ck
 from .data import STDIN
+from .distributed import Dist, broadcast_text
 from .errors import CharRNNError
 
+if TYPE_CHECKING:
+    import torch
 
-def choose(out: str | None, first_source: str, cell: str, root: str) -> Path:
-    """The folder of a new run: ``out`` if it is free (missing or empty), else a new name under
-    ``root`` from the first source's name and the cell. Raises CharRNNError for a used ``out``."""
+LOCK_FILE = ".lock"
+
+if sys.platform == "win32":  # pragma: no cover - no Windows CI
+    import msvcrt
+
+    _FAR = 1 << 30  # lock a byte far past the text, so that others can still read the holder
+
+    def _try_lock(fd: int) -> None:
+        os.lseek(fd, _FAR, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        os.lseek(fd, 0, os.SEEK_SET)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+class RunBusy(CharRNNError):
+    """Another process is writing this run folder."""
+
+
+@dataclass
+class _Hold:
+    """This process's OS lock on one lock file, shared by the RunLocks that took it."""
+
+    fd: int
+    key: tuple[int, int]  # (device, inode) of the lock file: kept unique by the open fd
+    count: int = 1
+
+
+_HOLDS: dict[tuple[int, int], _Hold] = {}
+_HOLDS_LOCK = threading.Lock()
+
+
+def _forget_holds() -> None:
+    """In a forked child: the parent's holds are not the child's (it closes its copies)."""
+    global _HOLDS_LOCK
+    _HOLDS_LOCK = threading.Lock()
+    for hold in _HOLDS.values():
+        with contextlib.suppress(OSError):
+            os.close(hold.fd)
+        hold.fd = -1
+    _HOLDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_holds)
+
+
+class RunLock:
+    """The one writer's hold on a run folder: an OS lock on its ``.lock`` file, held while the
+    file stays open. The writer is a process: RunLocks taken in one process on one folder share
+    its lock, which goes when the last is released (or the process ends). A RunLock made
+    without a hold holds nothing (what the ranks of a torchrun job other than 0 get)."""
+
+    def __init__(self, hold: _Hold | None = None) -> None:
+        self._hold = hold
+
+    @property
+    def held(self) -> bool:
+        return self._hold is not None
+
+    def release(self) -> None:
+        """Let the next writer in (closing the last descriptor drops the lock); safe to repeat."""
+        with _HOLDS_LOCK:
+            hold, self._hold = self._hold, None
+            if hold is None or hold.fd < 0:
+                return
+            hold.count -= 1
+            if hold.count == 0:
+                _HOLDS.pop(hold.key, None)
+                os.close(hold.fd)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock(run_dir: Path) -> RunLock:
+    """Take the writer lock of ``run_dir`` (an existing folder) without waiting.
+
+    Raises RunBusy, naming the process that holds it, when another process has it;
+    CharRNNError when the lock file cannot be opened or locked."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CharRNNError(f"{run_dir}: cannot open the run's lock file ({e.strerror})") from None
+    with _HOLDS_LOCK:
+        st = os.fstat(fd)
+        hold = _HOLDS.get((st.st_dev, st.st_ino))
+        if hold is not None:  # this process is the writer already
+            os.close(fd)
+            hold.count += 1
+            return RunLock(hold)
+        _lock_or_refuse(fd, run_dir)
+        hold = _HOLDS[(st.st_dev, st.st_ino)] = _Hold(fd, (st.st_dev, st.st_ino))
+    note = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(note) + "\n").encode("utf-8"))
+    except OSError:
+        pass  # the note only names the holder in a refusal; the lock is what counts
+    return RunLock(hold)
+
+
+def _lock_or_refuse(fd: int, run_dir: Path) -> None:
+    """Lock ``fd`` at once, or close it and raise RunBusy naming the holder (CharRNNError when
+    the file system cannot lock)."""
+    try:
+        _try_lock(fd)
+    except (BlockingIOError, PermissionError):
+        holder = _holder(fd)
+        os.close(fd)
+        raise RunBusy(
+            f"{run_dir}: another charrnn train ({holder}) is writing this run; "
+            "wait for it to end, or train into another --out"
+        ) from None
+    except OSError as e:
+        os.close(fd)
+        raise CharRNNError(f"{run_dir}: cannot lock the run folder ({e.strerror})") from None
+
+
+def _holder(fd: int) -> str:
+    """``pid 1234`` (``pid 1234 on HOST`` for another host) from the lock file's note."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        note: Any = json.loads(os.read(fd, 4096).decode("utf-8"))
+        pid, host = int(note["pid"]), str(note.get("host") or "")
+    except (OSError, ValueError, TypeError, KeyError):
+        return "pid unknown"  # the holder has locked but not yet written its note
+    here = socket.gethostname()
+    return f"pid {pid}" if host in ("", here) else f"pid {pid} on {host}"
+
+
+def lock_on_main(run_dir: Path, dist: Dist, device: torch.device) -> RunLock:
+    """The writer lock of ``run_dir`` for a job of ``dist`` processes: rank 0, the one that
+    writes, takes it; a refusal is raised on every rank, so that no rank waits for it."""
+    if not dist.enabled:
+        return lock(run_dir)
+    held, refusal = RunLock(), ""
+    if dist.is_main:
+        try:
+            held = lock(run_dir)
+        except CharRNNError as e:
+            refusal = str(e) or "error"
+    refusal = broadcast_text(dist, refusal, device)
+    if refusal:
+        raise RunBusy(refusal)
+    return held
+
+
+def claim(out: str | None, first_source: str, cell: str, root: str) -> tuple[Path, bool, RunLock]:
+    """The folder of a new run, created (or the empty ``out``) and locked for writing.
+
+    Returns the folder, whether this call created it, and the lock. The automatic name under
+    ``root`` (from the first source's name and the cell) is claimed by ``os.mkdir``, which
+    only one process can win, so runs started together get different folders. ``out`` must be
+    missing or empty (a lock file aside), which is checked again once the lock is held.
+    Raises CharRNNError for a used ``out``, RunBusy when another run holds it."""
     if out:
         run_dir = Path(out)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise CharRNNError(
-                f"{run_dir}: already exists and is not empty; use --resume {run_dir} to continue "
-                "it, or choose another --out"
-            )
-        return run_dir
-    stem = "stdin" if first_source == STDIN else Path(first_source).stem or "corpus"
-    stem = f"{stem}-{cell}"
-    cand, i = Path(root) / stem, 2
-    while cand.exists():
-        cand, i = Path(root) / f"{stem}-{i}", i + 1
-    return cand
-
-
-def create(run_dir: Path) -> bool:
-    """Make the folder (and its parents); True if it did not exist before."""
-    created = not run_dir.exists()
+        _check_free(run_dir)
+        created = _make(run_dir)
+    else:
+        stem = "stdin" if first_source == STDIN else Path(first_source).stem or "corpus"
+        run_dir, created = _make_next(Path(root), f"{stem}-{cell}"), True
+    held = lock(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_free(run_dir)
+    except CharRNNError:
+        held.release()
+        raise
+    return run_dir, created, held
+
+
+def _check_free(run_dir: Path) -> None:
+    """Raise CharRNNError unless ``run_dir`` is missing or an empty folder (a lock file aside)."""
+    if run_dir.exists() and (
+        not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    ):
+        raise CharRNNError(
+            f"{run_dir}: already exists and is not empty; use --resume {run_dir} to continue "
+            "it, or choose another --out"
+        )
+
+
+def _make(run_dir: Path) -> bool:
+    """Make the folder (and its parents); True if this call created it."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharRNNError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
-    return created
+    try:
+        os.mkdir(run_dir)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise CharRNNError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+    return True
+
+
+def _make_next(root: Path, stem: str) -> Path:
+    """Create and return the first free folder of ``stem``, ``stem-2``, ... in ``root``."""
+    for i in itertools.count(1):
+        run_dir = root / (stem if i == 1 else f"{stem}-{i}")
+        if _make(run_dir):
+            return run_dir
+    raise AssertionError("unreachable")
 
 
 def discard(run_dir: Path) -> None:

@@ -6,15 +6,16 @@ the trainer (:mod:`charrnn.training`) and the checkpoint files (:mod:`charrnn.ch
 prints nothing. The path of ``charrnn train FILE``::
 
     start_run(request)                 resume_run(request)
-      check_sources, make the folder     newest complete checkpoint -> model, vocabulary, config
+      check_sources, make the folder     lock the folder (runfolder.lock_on_main: one writer)
+      and lock it (runfolder.claim)      newest complete checkpoint -> model, vocabulary, config
       corpus.read_sources  (3 passes)    corpus.reopen_corpus  (token cache, or encode again)
       defaults -> ModelConfig, TrainConfig     the saved TrainConfig, new limits applied
-      CharRNN, AdamW                     optimizer + trainer state restored (state.py)
+      CharRNN or --init-from's, AdamW    optimizer + trainer state restored (state.py)
                  \\                      /
                   Run.fit_to_machine()   thread probe, dropout for long runs (new runs)
                   Run.train()            Trainer.run(); on each Evaluated event and at the end
                                          Run.save() -> checkpoint.write_checkpoint + pointers;
-                                         every event -> metrics.jsonl
+                                         every event -> metrics.jsonl; at its end, unlock
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import base64
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import __version__, defaults, runfolder
+from . import __version__, defaults, finetune, runfolder
 from . import checkpoint as ck
 from .corpus import Corpus, check_sources, open_corpus, read_sources, reopen_corpus
 from .defaults import TrainRequest
@@ -39,7 +39,7 @@ from .evaluation import token_lengths
 from .events import Callback, Evaluated, Event, Finished, Stepped
 from .metrics import MetricsLog, MetricsRecorder, metrics_every
 from .model import CharRNN
-from .probes import probe_threads
+from .probes import MachineFit, probe_threads
 from .state import restore_training, training_files
 from .tokenizers import MODEL_FILE, SubwordTokenizer, Tokenizer, tokenizer_info
 from .training import TrainConfig, Trainer, TrainerState, make_optimizer
@@ -47,15 +47,6 @@ from .units import nats_per_char
 from .vocab import Vocab
 
 __all__ = ["MachineFit", "Run", "TrainRequest", "fit_dropout_to_length", "resume_run", "start_run"]
-
-
-@dataclass(frozen=True)
-class MachineFit:
-    """What :meth:`Run.fit_to_machine` measured and chose."""
-
-    threads: int | None  # CPU threads chosen by the probe (None: not probed)
-    candidates: tuple[int, ...]  # what the probe compared
-    notices: tuple[str, ...]  # choices to tell the user about
 
 
 class Run:
@@ -74,8 +65,10 @@ class Run:
         dist: Dist = SINGLE,
         request: TrainRequest | None = None,
         metrics: dict[str, Any] | None = None,
+        lock: runfolder.RunLock | None = None,
     ) -> None:
         self.dist = dist
+        self.lock = lock or runfolder.RunLock()  # the writer lock of run_dir (rank 0 holds it)
         self.run_dir = run_dir
         self.model = model
         self.corpus = corpus
@@ -96,6 +89,7 @@ class Run:
         self.last_metrics = {k: v for k, v in (metrics or {}).items() if k.startswith(keep)}
         self.metrics_log = MetricsLog(run_dir)
         self._last_step: Stepped | None = None
+        self.init_from: dict[str, Any] | None = None  # where a fine-tuned run started
 
     @property
     def resumed(self) -> bool:
@@ -109,6 +103,7 @@ class Run:
             "tokenizer": tokenizer_info(self.vocab),
             "training": self.train_config.to_dict(),
             "data": self.corpus.info,
+            "init_from": self.init_from,
             "metrics": metrics,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -207,7 +202,8 @@ class Run:
     def train(
         self, callbacks: Sequence[Callback] = (), should_stop: Callable[[], bool] | None = None
     ) -> TrainerState:
-        """Train until a limit or ``should_stop()``; the last state is always saved."""
+        """Train until a limit or ``should_stop()``; the last state is always saved. The run
+        ends here: its folder's lock is released when this returns or raises."""
         recorder = MetricsRecorder(
             self.metrics_log, metrics_every(self.train_config.eval_every), self._clock
         )
@@ -227,15 +223,30 @@ class Run:
             val_chars=self.corpus.val_text_chars,
         )
         try:
-            state = self.trainer.run()
-        except BaseException:
-            self._discard_if_empty()
-            raise
+            try:
+                state = self.trainer.run()
+            except (RuntimeError, MemoryError) as e:  # torch's own errors (memory, overflow)
+                self._discard_if_empty()
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise TrainingError(
+                    f"training stopped at step {self.trainer.state.step}: {first} "
+                    f"(checkpoints already in {self.run_dir} are kept)"
+                ) from e
+            except BaseException:
+                self._discard_if_empty()
+                raise
+            finally:
+                self.metrics_log.close()
+            if self.saved_step != state.step:
+                self.save(state, best=False)
         finally:
-            self.metrics_log.close()
-        if self.saved_step != state.step:
-            self.save(state, best=False)
+            self.close()
         return state
+
+    def close(self) -> None:
+        """End the run without training (or again): let the next writer into its folder. A run
+        never closed keeps its lock until the process ends, when the OS drops it."""
+        self.lock.release()
 
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""
@@ -258,15 +269,6 @@ def fit_dropout_to_length(run: Run, step_seconds: float) -> str | None:
     return f"about {epochs:.0f} passes over the corpus expected: dropout {p:g}"
 
 
-def _configs(req: TrainRequest, corpus: Corpus, device: torch.device) -> tuple[Any, ...]:
-    """ModelConfig, TrainConfig and a notice (or None) for a new run on ``corpus``."""
-    mc = defaults.auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    precision = defaults.precision(device.type, bf16)
-    tc, notice = defaults.auto_train_config(req, mc.cell, corpus.train_ids.numel(), precision)
-    return mc, tc, notice
-
-
 def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
     """Prepare a new run: create its folder, read and encode the corpus, build the model.
 
@@ -278,20 +280,24 @@ def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> R
     spec = req.corpus_spec()
     check_sources(spec)
     defaults.check_choices(req)
-    run_dir = runfolder.choose(req.out, req.corpus[0], req.cell or defaults.DEFAULT_CELL, req.root)
-    created = runfolder.create(run_dir)
+    req, parent = finetune.prepare(req, device)  # --init-from: the parent's model and vocabulary
+    cell = req.cell or defaults.DEFAULT_CELL
+    run_dir, created, lock = runfolder.claim(req.out, req.corpus[0], cell, req.root)
     try:
-        corpus = read_sources(spec, run_dir)
-        mc, tc, notice = _configs(req, corpus, device)
+        corpus = read_sources(spec, run_dir, parent.vocab if parent else None)
+        mc, tc, notice = finetune.configs(req, corpus, device)
         torch.manual_seed(tc.seed)
-        model = CharRNN(mc).to(device)
-        optimizer = make_optimizer(model, tc)
+        model = finetune.initial_model(mc, parent, corpus.vocab).to(device)
+        opt = make_optimizer(model, tc)
     except BaseException:
         if created:
             runfolder.discard(run_dir)
+        lock.release()
         raise
     notices = [*corpus.notices, *([notice] if notice else [])]
-    return Run(run_dir, model, corpus, tc, optimizer, None, created, notices, request=req)
+    run = Run(run_dir, model, corpus, tc, opt, None, created, notices, request=req, lock=lock)
+    run.init_from = parent.origin if parent else None
+    return run
 
 
 def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) -> Run:
@@ -328,7 +334,7 @@ def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) 
         tok = Vocab.from_dict(msg["vocab"])
     run_dir = Path(msg["run_dir"])
     corpus = open_corpus(run_dir, tok, msg["info"])
-    mc, tc, _ = _configs(req, corpus, device)
+    mc, tc, _ = finetune.configs(finetune.prepare(req, device)[0], corpus, device)
     torch.manual_seed(tc.seed)  # same initial weights as rank 0 (DDP also broadcasts them)
     model = CharRNN(mc).to(device)
     opt = make_optimizer(model, tc)
@@ -343,37 +349,45 @@ def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> 
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder to resume")
     defaults.check_resume_request(req, run_dir)
-    if dist.is_main:
-        ck.clean_temporary(run_dir)
-    ckpt = ck.newest_checkpoint(run_dir)
-    if ckpt is None:
-        raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")
-    loaded = ck.load_model(ckpt, device)
-    config = loaded.config
-    if not isinstance(config.get("data"), dict) or not isinstance(config.get("training"), dict):
-        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training or data section")
+    lock = runfolder.lock_on_main(run_dir, dist, device)  # before anything is written
     try:
-        tc = defaults.resumed_train_config(req, config["training"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training section ({e})") from None
-    if dist.is_main:
-        corpus = reopen_corpus(run_dir, loaded.vocab, config["data"])
-    barrier(dist)
-    if not dist.is_main:
-        corpus = open_corpus(run_dir, loaded.vocab, config["data"])
-    model = loaded.model
-    model.train()
-    optimizer, state = restore_training(ckpt, model, tc, device)
-    return Run(
-        run_dir,
-        model,
-        corpus,
-        tc,
-        optimizer,
-        state,
-        False,
-        list(corpus.notices),
-        dist,
-        request=req,
-        metrics=config.get("metrics") if isinstance(config.get("metrics"), dict) else None,
-    )
+        if dist.is_main:
+            ck.clean_temporary(run_dir)
+        ckpt = ck.newest_checkpoint(run_dir)
+        if ckpt is None:
+            raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")
+        loaded = ck.load_model(ckpt, device)
+        config = loaded.config
+        if not isinstance(config.get("data"), dict) or not isinstance(config.get("training"), dict):
+            raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training or data section")
+        try:
+            tc = defaults.resumed_train_config(req, config["training"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt / ck.CONFIG}: bad training section ({e})") from None
+        if dist.is_main:
+            corpus = reopen_corpus(run_dir, loaded.vocab, config["data"])
+        barrier(dist)
+        if not dist.is_main:
+            corpus = open_corpus(run_dir, loaded.vocab, config["data"])
+        model = loaded.model
+        model.train()
+        optimizer, state = restore_training(ckpt, model, tc, device)
+        run = Run(
+            run_dir,
+            model,
+            corpus,
+            tc,
+            optimizer,
+            state,
+            False,
+            list(corpus.notices),
+            dist,
+            request=req,
+            metrics=config.get("metrics") if isinstance(config.get("metrics"), dict) else None,
+            lock=lock,
+        )
+        run.init_from = finetune.recorded_origin(config)
+        return run
+    except BaseException:
+        lock.release()
+        raise
