@@ -355,7 +355,8 @@ def train(
             (``torch.set_num_threads``).
         resume: continue the run in this folder from its newest checkpoint instead of
             starting one; only the limits (``max_time``, ``max_steps``, ``max_epochs``,
-            ``eval_every``, ``precision``), ``device`` and ``threads`` may be given.
+            ``eval_every``, ``precision``, ``patience``), ``device`` and ``threads`` may be
+            given.
         quiet: False prints the setup notices and one line per evaluation (validation
             bits per character) to standard error.
         **options: any other ``charrnn train`` option, under its
@@ -363,7 +364,9 @@ def train(
             ``encoding``, ``errors``, ``min_char_count``, ``tokenizer`` (``"char"``, ``"bpe"``,
             ``"unigram"``), ``vocab_size``, ``embed_dim``, ``dropout``, ``tie_weights``,
             ``batch_size``, ``seq_len``, ``lr``, ``weight_decay``, ``clip``, ``warmup``,
-            ``schedule``, ``max_epochs``, ``eval_every``, ``seed``, ``precision``, ``root``.
+            ``schedule``, ``max_epochs``, ``eval_every``, ``seed``, ``precision``, ``root``,
+            ``init_from`` (a run or checkpoint folder to fine-tune), ``patience`` (stop after
+            that many validations in a row without a new best).
 
     Returns:
         The run folder (a ``Path``).

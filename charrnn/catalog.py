@@ -1,7 +1,8 @@
 """What is on disk: summaries of runs and checkpoints, for ``charrnn runs``, ``info`` and ``plot``.
 
 Everything is read through :mod:`charrnn.checkpoint` (the module that owns the files); nothing
-here prints, and no weights are loaded: parameter counts come from the model config.
+here prints, no weights are loaded and torch is never imported: parameter counts come from the
+model config (:func:`charrnn.config.parameters_of`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import checkpoint as ck
+from .config import ModelConfig, parameters_of
 from .errors import CheckpointError
-from .model import CharRNN, ModelConfig
 from .units import best_bits_per_char, bits, perplexity_of
 from .vocab import UNK
 
@@ -24,13 +23,12 @@ SORT_KEYS = ("name", "when", "bpc", "params", "steps")
 
 
 def count_parameters(model: dict[str, Any]) -> int:
-    """Parameters of the model a config describes (built on the meta device: no memory)."""
+    """Parameters of the model a config describes, by arithmetic (no model is built)."""
     try:
         mc = ModelConfig.from_dict(model)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"invalid model config ({e})") from None
-    with torch.device("meta"):
-        return CharRNN(mc).num_parameters()
+    return parameters_of(mc)
 
 
 def corpus_name(data: dict[str, Any]) -> str:
@@ -60,6 +58,7 @@ class RunSummary:
     saved_at: str  # when the newest checkpoint was written, as config.json says
     modified: float  # the same as a Unix time (from the file), for sorting
     size_bytes: int
+    init_from: dict[str, Any] | None = None  # where a fine-tuned run started (see origin_of)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +92,25 @@ def summarize_run(run_dir: Path) -> RunSummary:
         saved_at=str(config.get("saved_at", "")),
         modified=ck.saved_time(newest),
         size_bytes=ck.disk_usage(run_dir),
+        init_from=origin_of(config),
     )
+
+
+def origin_of(config: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the run of a checkpoint's config.json started, ``{"run", "checkpoint", "step"}``
+    (``charrnn train --init-from``); None for a run trained from scratch, or one saved before
+    charrnn recorded it."""
+    origin = config.get("init_from")
+    return origin if isinstance(origin, dict) else None
+
+
+def origin_text(origin: dict[str, Any] | None) -> str:
+    """A short name for where a run started: ``shakespeare-gru@500`` (``-`` for none)."""
+    if origin is None:
+        return "-"
+    name = Path(str(origin.get("run") or "?")).name
+    step = origin.get("step")
+    return f"{name}@{step}" if step is not None else f"{name}/{origin.get('checkpoint')}"
 
 
 def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
@@ -167,6 +184,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
         },
         "training": config.get("training") or {},
         "data": config.get("data") or {},
+        "init_from": origin_of(config),
         "metrics": metrics,
         "validation": validation_figures(metrics),
         "files": files,

@@ -30,7 +30,7 @@ from .atomic import atomic_file, copy_stream_atomic
 from .data import STDIN, Encoder, iter_text, read_text
 from .errors import CorpusError
 from .tokenizers import Tokenizer, tokenizer_info, train_subword
-from .vocab import Vocab
+from .vocab import Vocab, show_chars
 
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
@@ -78,12 +78,16 @@ def _display(path: str) -> str:
 
 
 def iter_corpus(
-    paths: Sequence[str], encoding: str = "utf-8", errors: str = "strict"
+    paths: Sequence[str],
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    notes: list[str] | None = None,
 ) -> Iterator[str]:
-    """Chunks of several files read one after the other, each file starting on a new line."""
+    """Chunks of several files read one after the other, each file starting on a new line
+    (``notes``: see :func:`charrnn.data.iter_text`)."""
     for i, p in enumerate(paths):
         last = ""
-        for chunk in iter_text(p, encoding, errors):
+        for chunk in iter_text(p, encoding, errors, notes=notes):
             last = chunk
             yield chunk
         if not last:
@@ -245,11 +249,11 @@ class _Split:
     parts: Callable[[], Iterator[tuple[str, str]]]  # (train part, val part) chunks, re-readable
 
 
-def _split(spec: CorpusSpec) -> _Split:
+def _split(spec: CorpusSpec, notes: list[str]) -> _Split:
     sources = list(spec.sources)
 
     def chunks() -> Iterator[str]:
-        return iter_corpus(sources, spec.encoding, spec.errors)
+        return iter_corpus(sources, spec.encoding, spec.errors, notes)
 
     stats = text_stats(chunks())
     name = _display(sources[0])
@@ -257,7 +261,7 @@ def _split(spec: CorpusSpec) -> _Split:
         val_file = spec.val
 
         def val_chunks() -> Iterator[str]:
-            return iter_corpus([val_file], spec.encoding, spec.errors)
+            return iter_corpus([val_file], spec.encoding, spec.errors, notes)
 
         def both() -> Iterator[tuple[str, str]]:
             yield from ((c, "") for c in chunks())
@@ -284,27 +288,43 @@ def _split(spec: CorpusSpec) -> _Split:
     return split
 
 
-def _build_vocab(spec: CorpusSpec, split: _Split) -> tuple[Tokenizer, list[str]]:
-    """The tokenizer of the training part (pass 2), and notices about the text."""
+def _build_vocab(
+    spec: CorpusSpec, split: _Split, base: Tokenizer | None = None
+) -> tuple[Tokenizer, list[str]]:
+    """The tokenizer of the training part (pass 2), and notices about the text. ``base``: the
+    vocabulary of the model a fine-tuned run starts from, extended by the new characters (a
+    subword tokenizer is kept as it is)."""
+    if base is not None and not isinstance(base, Vocab):
+        return base, ["the subword tokenizer of the model it starts from is kept"]
     train_parts = (a for a, _ in split.parts() if a)
-    if spec.tokenizer != "char":
+    if spec.tokenizer != "char" and base is None:
         return train_subword(train_parts, spec.tokenizer, spec.vocab_size), []
     counts = count_chars(train_parts)
     bad = control_count(counts)
     notes = [f"corpus holds {bad} NUL or other control characters; kept as they are"] if bad else []
-    return Vocab.from_counts(counts, min_count=spec.min_char_count), notes
+    if base is None:
+        return Vocab.from_counts(counts, min_count=spec.min_char_count), notes
+    vocab = base.extended(counts, min_count=spec.min_char_count)
+    if len(vocab) > len(base):
+        new = vocab.chars[len(base.chars) :]
+        notes.append(f"{len(new)} characters new to the model it starts from: {show_chars(new)}")
+    return vocab, notes
 
 
-def prepare_corpus(spec: CorpusSpec, run_dir: Path, vocab: Tokenizer | None = None) -> Corpus:
-    """Read the corpus in streaming passes, build the vocabulary (unless given) and encode it
-    into the run's token cache, which training memory-maps. Memory stays bounded however
-    large the corpus is. Raises :class:`CorpusError` for unreadable or too small text."""
+def prepare_corpus(
+    spec: CorpusSpec, run_dir: Path, vocab: Tokenizer | None = None, base: Tokenizer | None = None
+) -> Corpus:
+    """Read the corpus in streaming passes, build the vocabulary (unless given; ``base``: one
+    to extend, see :func:`_build_vocab`) and encode it into the run's token cache, which
+    training memory-maps. Memory stays bounded however large the corpus is. Raises
+    :class:`CorpusError` for unreadable or too small text."""
     if not spec.sources:
         raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
-    split = _split(spec)
+    read_notes: list[str] = []  # every pass reads the files again: keep each note once
+    split = _split(spec, read_notes)
     notices: list[str] = []
     if vocab is None:
-        vocab, notices = _build_vocab(spec, split)
+        vocab, notices = _build_vocab(spec, split, base)
     if len(vocab) < 2:
         raise CorpusError(
             f"{_display(spec.sources[0])}: no character occurs --min-char-count "
@@ -318,10 +338,12 @@ def prepare_corpus(spec: CorpusSpec, run_dir: Path, vocab: Tokenizer | None = No
         counts = encode_to_files(at_line_ends(split.parts()), vocab.encode, dtype, *paths)
     n_train, n_val, unknown = counts
     if unknown:
+        chars = vocab.unknown_chars("".join(dict.fromkeys(c for _, b in split.parts() for c in b)))
         notices.append(
             f"validation text has {unknown} characters not in the training vocabulary "
-            "(scored as <UNK>)"
+            f"({show_chars(chars)}; scored as <UNK>)"
         )
+    notices = [*dict.fromkeys(read_notes), *notices]
     files = [*(p for p in spec.sources if p != STDIN), *([spec.val] if spec.val else [])]
     info = {
         "sources": [STDIN if p == STDIN else str(Path(p).resolve()) for p in spec.sources],
@@ -344,17 +366,21 @@ def prepare_corpus(spec: CorpusSpec, run_dir: Path, vocab: Tokenizer | None = No
     return open_corpus(run_dir, vocab, info, notices)
 
 
-def read_sources(spec: CorpusSpec, run_dir: Path) -> Corpus:
+def read_sources(spec: CorpusSpec, run_dir: Path, base: Tokenizer | None = None) -> Corpus:
     """:func:`prepare_corpus` for a new run; standard input is first kept in the run folder
     (``corpus-stdin.txt``) so that the passes and a later ``--resume`` can read it again."""
     if STDIN not in spec.sources:
-        return prepare_corpus(spec, run_dir)
+        return prepare_corpus(spec, run_dir, base=base)
     try:
         copy_stream_atomic(sys.stdin.buffer, run_dir / STDIN_COPY)
     except OSError as e:
         raise CorpusError(f"{run_dir / STDIN_COPY}: cannot write ({e.strerror or e})") from None
-    paths = tuple(str(run_dir / STDIN_COPY) if p == STDIN else p for p in spec.sources)
-    corpus = prepare_corpus(replace(spec, sources=paths), run_dir)
+    copy = str(run_dir / STDIN_COPY)
+    paths = tuple(copy if p == STDIN else p for p in spec.sources)
+    try:
+        corpus = prepare_corpus(replace(spec, sources=paths), run_dir, base=base)
+    except CorpusError as e:  # name standard input as the user did, not its copy
+        raise CorpusError(str(e).replace(copy, "<stdin>")) from None
     corpus.info["sources"] = [
         STDIN_COPY if p == STDIN else s
         for p, s in zip(spec.sources, corpus.info["sources"], strict=True)

@@ -34,6 +34,7 @@ from .units import LN2, Score
 
 class _Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
+    def unknown_chars(self, text: str) -> list[str]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
 
 
@@ -252,6 +253,7 @@ class TextScore:
     chars: int
     unknown: int
     score: Score
+    unknown_chars: tuple[str, ...] = ()  # the distinct characters behind ``unknown``, in order
 
 
 def score_text(
@@ -269,12 +271,16 @@ def score_text(
     """
     ev = StreamEvaluator(model, streams=streams, burn_in=burn_in)
     chars = unknown = 0
+    unseen: dict[str, None] = {}
     for chunk in chunks:
         ids = tokenizer.encode(chunk)
         chars += len(chunk)
-        unknown += sum(1 for i in ids if i == 0)
+        n = sum(1 for i in ids if i == 0)
+        if n:
+            unknown += n
+            unseen.update(dict.fromkeys(tokenizer.unknown_chars(chunk)))
         if ids:
             if ev.first_chars is None:
                 ev.first_chars = len(tokenizer.decode(ids[:1]))
             ev.feed(torch.tensor(ids, dtype=torch.long), len(chunk))
-    return TextScore(chars, unknown, ev.result())
+    return TextScore(chars, unknown, ev.result(), tuple(unseen))

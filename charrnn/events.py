@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .training import TrainerState
 
 # Why a session ended (Finished.reason).
-STOP_REASONS = ("max_steps", "max_epochs", "max_time", "stopped")
+STOP_REASONS = ("max_steps", "max_epochs", "patience", "max_time", "stopped")
 
 
 @dataclass(frozen=True)

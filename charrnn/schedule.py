@@ -12,8 +12,10 @@ limits (the first limit reached ends the run). The learning rate over progress p
        0                                      1
 
 A time limit counts from the start of each session (``charrnn train --resume`` gets a new
-budget); a session that resumes a run continues the cosine from where it stopped, and one that
-resumes a finished run (p >= RESTART_AT) starts a new cycle.
+budget); a session that resumes an interrupted run continues the cosine from where it stopped,
+and one that resumes a finished run (one whose last session ended at a limit: a time-limited
+session ends a little short of p = 1, for it keeps time for its final validation) starts a new
+cycle.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ RESTART_AT = 0.999
 PLATEAU_PATIENCE = 2  # validations without a new best before the plateau schedule halves lr
 
 
-def session_start(progress: float) -> float:
+def session_start(progress: float, finished: bool = False) -> float:
     """Where the time part of progress starts in a new session: where the last one ended, or 0
-    for a run that had finished (a new cosine cycle)."""
-    return progress if progress < RESTART_AT else 0.0
+    for a run that had finished (a new cosine cycle). ``progress >= RESTART_AT`` also counts as
+    finished, for checkpoints written before ``finished`` was recorded."""
+    return 0.0 if finished or progress >= RESTART_AT else progress
 
 
 def progress(
@@ -62,9 +65,11 @@ def learning_rate(c: TrainConfig, s: TrainerState, p: float) -> float:
 
 
 def record_validation(c: TrainConfig, s: TrainerState, loss: float) -> bool:
-    """Update the best-so-far and the plateau counters in ``s`` with a validation loss
-    (nats/token); True when it is a new best."""
+    """Update the best-so-far, the plateau counters and the validations without a new best
+    (``bad_evals``, for patience) in ``s`` with a validation loss (nats/token); True when it is
+    a new best."""
     is_best = math.isfinite(loss) and (s.best_val is None or loss < s.best_val)
+    s.bad_evals = 0 if is_best else s.bad_evals + 1
     if is_best:
         s.best_val, s.best_step, s.plateau_bad = loss, s.step, 0
     elif c.schedule == "plateau":
@@ -81,11 +86,14 @@ def stop_reason(
 ) -> str | None:
     """Why a run stops before its next step (one of events.STOP_REASONS), or None: ``epochs``
     is the passes done, ``out_of_time`` whether the time budget is spent, ``stop`` whether it
-    was asked to stop."""
+    was asked to stop. ``patience``: the last ``c.patience`` validations in a row brought no new
+    best (a limit reached at the same step is named instead: the run would have ended anyway)."""
     if c.max_steps is not None and s.step >= c.max_steps:
         return "max_steps"
     if c.max_epochs is not None and epochs >= c.max_epochs:
         return "max_epochs"
+    if c.patience and s.bad_evals >= c.patience:
+        return "patience"
     if out_of_time:
         return "max_time"
     if stop:

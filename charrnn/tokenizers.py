@@ -60,6 +60,10 @@ class SubwordTokenizer:
     def count_unknown(self, text: str) -> int:
         return sum(1 for i in self.sp.encode(text) if i == UNK_ID)
 
+    def unknown_chars(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` no piece covers, in order of appearance."""
+        return [ch for ch in dict.fromkeys(text) if UNK_ID in self.sp.encode(ch)]
+
     def decode(self, ids: Iterable[int]) -> str:
         itos = self.itos
         return "".join(REPLACEMENT_CHAR if i == UNK_ID else itos[i] for i in ids)

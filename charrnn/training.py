@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import schedule
+from .config import PRECISIONS, SCHEDULES
 from .data import batchify, num_windows, window
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .errors import TrainingError
@@ -41,8 +42,6 @@ __all__ = [
     "make_optimizer",
 ]
 
-SCHEDULES = ("cosine", "plateau", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
 MAX_NONFINITE = 5
 
 
@@ -67,6 +66,7 @@ class TrainConfig:
     eval_max_tokens: int = 250_000
     seed: int = 1337
     precision: str = "fp32"  # autocast dtype for forward passes in training
+    patience: int | None = None  # stop after this many validations in a row without a new best
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -75,6 +75,13 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 1 or self.seq_len < 1:
             raise ValueError("batch_size and seq_len must be at least 1")
+        floats = ("lr", "weight_decay", "clip", "min_lr_ratio", "max_epochs", "max_time")
+        for name in (*floats, "eval_share"):
+            x = getattr(self, name)
+            if x is not None and not (math.isfinite(x) and x >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {x}")
+        if not self.lr > 0:
+            raise ValueError("lr must be > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,8 +102,10 @@ class TrainerState:
     last_val: float | None = None
     plateau_scale: float = 1.0
     plateau_bad: int = 0
+    bad_evals: int = 0  # validations in a row without a new best (for TrainConfig.patience)
     train_loss: float | None = None  # running mean of recent steps
     grad_scale: dict[str, Any] | None = None  # fp16 gradient scaler state
+    finished: bool = False  # the last session ended at a limit (not interrupted)
     hidden: Hidden | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +172,7 @@ class Trainer:
         self.optimizer = optimizer or make_optimizer(model, config)
         self.stepper = WindowStep(model, self.optimizer, config, dist, self.state.grad_scale)
         self.should_stop = should_stop or (lambda: False)
-        self._session_p0 = schedule.session_start(self.state.progress)
+        self._session_p0 = schedule.session_start(self.state.progress, self.state.finished)
         self._session_start = 0.0
         self._eval_seconds = 0.0  # the last evaluation
         self._eval_total = 0.0  # every evaluation of this invocation
@@ -326,8 +335,8 @@ class Trainer:
                 s.hidden = hidden
                 self.validate()
                 last_eval_step = s.step
-        s.hidden = hidden
-        if reason != "stopped" and last_eval_step != s.step:
+        s.hidden, s.finished = hidden, reason != "stopped"
+        if s.finished and last_eval_step != s.step:
             self.validate(final=True)
         self._emit(Finished(s.step, reason, s))
         return s

@@ -1,8 +1,10 @@
 """Character vocabulary with a reserved ``<UNK>`` id. Standard library only.
 
 Id 0 is always ``<UNK>``; the characters of the training text follow in code-point order, so the
-same text always gives the same vocabulary. Characters that were never seen (or were seen fewer
-than ``min_count`` times) encode to ``<UNK>``; ``<UNK>`` decodes to U+FFFD.
+same text always gives the same vocabulary. A fine-tuned run (``--init-from``) keeps its parent's
+ids and appends the characters new to it (:meth:`Vocab.extended`), so code must not assume
+code-point order. Characters that were never seen (or were seen fewer than ``min_count`` times)
+encode to ``<UNK>``; ``<UNK>`` decodes to U+FFFD.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class Vocab:
         unk_count = sum(n for ch, n in counts.items() if n < min_count)
         return cls(kept, [unk_count, *(counts[ch] for ch in kept)])
 
+    def extended(self, counts: Mapping[str, int], min_count: int = 1) -> Vocab:
+        """This vocabulary grown by the characters of ``counts`` (a new training text) that it
+        lacks and that occur at least ``min_count`` times, appended in code-point order: every
+        old character keeps its id. The counts are those of the new text (0 for old characters
+        it does not use); the rarer new characters count as ``<UNK>``."""
+        added = sorted(ch for ch, n in counts.items() if n >= min_count and ch not in self.stoi)
+        unk = sum(n for ch, n in counts.items() if n < min_count and ch not in self.stoi)
+        chars = [*self.chars, *added]
+        return Vocab(chars, [unk, *(counts.get(ch, 0) for ch in chars)])
+
     def __len__(self) -> int:
         return len(self.itos)
 
@@ -72,6 +84,11 @@ class Vocab:
         """How many characters of ``text`` would encode to ``<UNK>``."""
         stoi = self.stoi
         return sum(1 for ch in text if ch not in stoi)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` that encode to ``<UNK>``, in order of appearance."""
+        stoi = self.stoi
+        return [ch for ch in dict.fromkeys(text) if ch not in stoi]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; ``<UNK>`` becomes U+FFFD."""
@@ -97,3 +114,12 @@ class Vocab:
             raise ValueError("'chars' must be a list of strings")
         counts = d.get("counts")
         return cls(chars, counts)
+
+
+def show_chars(chars: Sequence[str], limit: int = 5) -> str:
+    """Characters for a message: ``'ж', '€', U+0007 and 3 more`` (controls and blanks as code
+    points, so that nothing invisible is shown)."""
+    shown = [repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars]
+    more = len(shown) - limit
+    head = ", ".join(shown[:limit])
+    return f"{head} and {more} more" if more > 0 else head

@@ -8,6 +8,7 @@ stderr. Exit codes: 0 success, 1 a runtime error the user can fix (one line, no 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -30,7 +31,9 @@ app = typer.Typer(
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Help is plain text: rich markup would swallow bracketed text such as "[default: gru]".
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
     epilog=(
         "Examples:\n\n"
         "  charrnn train corpora/verses.txt && charrnn sample | head\n\n"
@@ -57,7 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
         os.environ["CHARRNN_DEBUG"] = "1"
-    app(args=args, prog_name="charrnn")
+    try:
+        app(args=args, prog_name="charrnn")
+    finally:
+        # A Ctrl-C while the interpreter shuts down (atexit callbacks, thread joins) would print
+        # "Exception ignored in atexit callback" with a traceback: end at once instead.
+        signal.signal(signal.SIGINT, _exit_interrupted)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    os._exit(130)
 
 
 __all__ = ["app", "main"]

@@ -15,7 +15,9 @@ from .. import catalog
 from ..errors import CharRNNError
 from ..vocab import UNK
 from .common import (
+    Number,
     checkpoints_root,
+    choices,
     err,
     find_checkpoint,
     format_duration,
@@ -55,10 +57,16 @@ def human_bytes(n: float) -> str:
 
 def runs_command(
     folder: Path | None = typer.Argument(
-        None, help="Folder of runs, or one run [default: $CHARRNN_CHECKPOINTS or ./checkpoints]."
+        None,
+        help="Folder of runs, or one run [default: $CHARRNN_CHECKPOINTS or ./checkpoints].",
+        metavar="DIR",
     ),
     sort: str = typer.Option(
-        "when", "--sort", "-s", help="name, when (newest first), bpc, params or steps."
+        "when",
+        "--sort",
+        "-s",
+        help="name, when (newest first), bpc, params or steps.",
+        metavar=choices(catalog.SORT_KEYS),
     ),
     reverse: bool = typer.Option(False, "--reverse", "-r", help="Reverse the order."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -81,6 +89,8 @@ def runs_command(
         return
     header: tuple[str, ...] = ("name", "corpus", "tok", "cell", "layers x hidden", "params")
     header += ("steps", "best bpc", "when", "size")
+    fine_tuned = any(r.init_from for r in runs)  # a column for them only when there are some
+    header += ("from",) if fine_tuned else ()
     rows: list[tuple[str, ...]] = []
     for r in runs:
         bpc = r.best_val_bits_per_char
@@ -97,6 +107,7 @@ def runs_command(
                 catalog.local_time(r.modified),
                 human_bytes(r.size_bytes),
             )
+            + ((catalog.origin_text(r.init_from),) if fine_tuned else ())
         )
     out_or_quiet(format_table(header, rows, left=4))
 
@@ -140,6 +151,12 @@ def info_text(d: dict[str, Any]) -> str:
         f"checkpoint  {d['checkpoint']}{pointers}",
         f"saved       {d['saved_at']} by charrnn {d['charrnn_version']} "
         f"(format {d['format_version']})",
+    ]
+    origin = d.get("init_from")
+    if origin:
+        where = f"{origin.get('run')}/{origin.get('checkpoint')}"
+        lines.append(f"init from   {where} (step {_value(origin.get('step'))}): fine-tuned")
+    lines += [
         f"model       {str(m.get('cell', '?')).upper()} {m.get('layers')}x{m.get('hidden')}, "
         f"{d['parameters']:,} parameters",
         f"tokenizer   {kind}, {vocab['size']} entries{entropy}",
@@ -181,12 +198,14 @@ def info_text(d: dict[str, Any]) -> str:
 
 def info_command(
     checkpoint: Path | None = typer.Argument(
-        None, help="Run folder (its best checkpoint) or checkpoint folder [default: newest run]."
+        None,
+        help="Run folder (its best checkpoint) or checkpoint folder [default: newest run].",
+        metavar="RUN",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Describe a checkpoint: model, parameters, vocabulary, training arguments, metrics."""
-    d = catalog.describe_checkpoint(find_checkpoint(checkpoint))
+    d = catalog.describe_checkpoint(find_checkpoint(checkpoint, "name a run or checkpoint folder"))
     if as_json:
         out_or_quiet(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -197,12 +216,22 @@ def info_command(
 
 
 def plot_command(
-    runs: list[Path] = typer.Argument(..., help="Run folders (or their metrics.jsonl) to compare."),
-    out: Path = typer.Option(
-        Path("curves.png"), "--out", "-o", help="Image to write: .png, .svg or .pdf."
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders (or their metrics.jsonl) to compare.", metavar="RUN..."
     ),
-    width: int = typer.Option(1000, "--width", min=200, max=10000, help="Width in pixels."),
-    height: int = typer.Option(420, "--height", min=150, max=10000, help="Height in pixels."),
+    out: Path = typer.Option(
+        Path("curves.png"),
+        "--out",
+        "-o",
+        help="Image to write: .png, .svg or .pdf.",
+        metavar="FILE",
+    ),
+    width: int = typer.Option(
+        1000, "--width", parser=Number(int, 200, 10000), help="Width in pixels.", metavar="PX"
+    ),
+    height: int = typer.Option(
+        420, "--height", parser=Number(int, 150, 10000), help="Height in pixels.", metavar="PX"
+    ),
 ) -> None:
     """Plot validation bits/char against training time and characters seen, one line per run."""
     from ..plotting import curves, figure

@@ -7,7 +7,9 @@ stderr. Exit codes: 0 success, 1 a runtime error the user can fix (one line, no 
 
 from __future__ import annotations
 
+import codecs
 import functools
+import math
 import os
 import re
 import sys
@@ -76,8 +78,9 @@ def checkpoints_root() -> Path:
     return Path(os.environ.get("CHARRNN_CHECKPOINTS") or "checkpoints")
 
 
-def find_checkpoint(path: Path | None) -> Path:
-    """--checkpoint, else CHARRNN_CHECKPOINTS / ./checkpoints: a run, a checkpoint or a root."""
+def find_checkpoint(path: Path | None, how: str = "pass --checkpoint PATH") -> Path:
+    """--checkpoint, else CHARRNN_CHECKPOINTS / ./checkpoints: a run, a checkpoint or a root.
+    ``how``: the hint naming the command's own way to give one."""
     if path is not None:
         return ck.resolve_checkpoint(path)
     root = checkpoints_root()
@@ -86,17 +89,20 @@ def find_checkpoint(path: Path | None) -> Path:
     run = ck.newest_run(root)
     if run is None:
         raise CheckpointError(
-            f"{root}: no trained runs found; train one with `charrnn train FILE` "
-            "or pass --checkpoint PATH"
+            f"{root}: no trained runs found; train one with `charrnn train FILE` or {how}"
         )
     return ck.resolve_checkpoint(run)
 
 
 def set_threads(threads: int | None) -> None:
+    """``--threads`` for torch and for NumPy's BLAS, without importing either: both read these
+    variables when they load (neither is loaded by the command line's own imports); torch, if
+    already loaded, is told directly."""
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
 
 class StdoutClosed(Exception):
@@ -115,12 +121,13 @@ def write_out(text: str) -> None:
 class PacedWriter:
     """Text for stdout, written in batches at most ``interval`` seconds apart (and on
     :meth:`flush`): one system call per batch instead of one per generated character, while a
-    reader of the pipe still sees the text as it is generated."""
+    reader of the pipe still sees the text as it is generated. The first write goes out at once
+    (the time to the first character is what a reader notices)."""
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.parts: list[str] = []
-        self.last = time.monotonic()
+        self.last = time.monotonic() - interval
 
     def write(self, text: str) -> None:
         self.parts.append(text)
@@ -204,3 +211,128 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return cast(F, wrapper)
+
+
+# ------------------------------------------------------------------------------ option values
+
+# Upper bounds of size options: beyond them no model fits in memory, and a typo like
+# --hidden 2560000 should be a usage error, not an out-of-memory crash minutes later.
+MAX_LAYERS, MAX_WIDTH, MAX_SUBWORDS = 64, 1 << 15, 1 << 20
+MAX_BATCH, MAX_THREADS, MAX_SAMPLES = 1 << 20, 1024, 1 << 14
+MAX_RATE = 1000.0  # --lr, --weight-decay: far beyond any use, far below float32 overflow
+MAX_SEED = 2**32 - 1  # NumPy's and torch's generators both take any seed in 0 .. 2**32-1
+
+
+def choices(values: Sequence[str]) -> str:
+    """A metavar listing an option's values, e.g. ``lstm|gru|rnn``."""
+    return "|".join(values)
+
+
+class Choice:
+    """Parser of an option that takes one of the library's ``values`` (checked at parse time:
+    a usage error, exit 2). Its ``metavar`` lists them, e.g. ``lstm|gru|rnn``."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.values = tuple(values)
+        self.metavar = choices(values)
+        self.__name__ = "choice"
+
+    def __call__(self, value: str) -> str:
+        if value not in self.values:
+            *rest, last = self.values
+            expected = f"{', '.join(rest)} or {last}" if rest else last
+            raise typer.BadParameter(f"{value!r}: expected {expected}")
+        return value
+
+
+def codec(encoding: str) -> str:
+    """Parser of ``--encoding``: a text encoding Python knows (else a usage error, exit 2)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise typer.BadParameter(f"unknown text encoding {encoding!r}") from None
+    return encoding
+
+
+def device_spec(spec: str) -> str:
+    """Parser of ``--device``: auto, cpu, cuda or cuda:N (else a usage error, exit 2); whether
+    this machine has that device is checked when it is used (exit 1)."""
+    from ..device import DEVICE_SPEC  # the standard library only
+
+    if not DEVICE_SPEC.fullmatch(spec.strip().lower()):
+        raise typer.BadParameter(f"{spec!r}: expected auto, cpu, cuda or cuda:N")
+    return spec
+
+
+def check_codec(encoding: str, option: str = "--encoding") -> None:
+    """A usage error (exit 2) for a text encoding Python does not know."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise typer.BadParameter(f"unknown text encoding {encoding!r}", param_hint=option) from None
+
+
+def check_device(spec: str) -> None:
+    """A usage error (exit 2) for a ``--device`` value that names no device (a device this
+    machine lacks is a runtime error, exit 1, when it is resolved)."""
+    from ..device import DEVICE_SPEC  # the standard library only
+
+    if not DEVICE_SPEC.fullmatch(spec.strip().lower()):
+        raise typer.BadParameter(
+            f"{spec!r}: expected auto, cpu, cuda or cuda:N", param_hint="--device"
+        )
+
+
+def device_option(spec: str) -> Any:
+    """``--device`` checked (:func:`check_device`) and resolved to a torch device."""
+    from ..device import resolve_device
+
+    check_device(spec)
+    return resolve_device(spec)
+
+
+class Number:
+    """Parser of a number option (``typer.Option(parser=Number(...))``), checked at parse time
+    so that a bad value is a usage error (exit 2, one line naming the option): NaN is refused
+    always; infinity only where ``inf_means`` says what it means (e.g. "no limit"); ``low`` and
+    ``high`` bound it (``open_low``: the low bound itself is refused)."""
+
+    def __init__(
+        self,
+        kind: type[int] | type[float] = float,
+        low: float | None = None,
+        high: float | None = None,
+        open_low: bool = False,
+        inf_means: str | None = None,
+    ) -> None:
+        self.kind, self.low, self.high = kind, low, high
+        self.open_low, self.inf_means = open_low, inf_means
+        self.__name__ = "integer" if kind is int else "number"
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            x = value
+        else:
+            text = str(value).strip()
+            try:
+                x = int(text) if self.kind is int else float(text)
+            except ValueError:
+                what = "an integer" if self.kind is int else "a number"
+                raise typer.BadParameter(f"{value!r} is not {what}") from None
+        if isinstance(x, float) and math.isnan(x):
+            raise typer.BadParameter("NaN is not a valid value")
+        if isinstance(x, float) and math.isinf(x):
+            if self.inf_means is None or x < 0:
+                raise typer.BadParameter(f"{value} is not a finite number")
+            return x
+        low_out = self.low is not None and (x < self.low or (self.open_low and x == self.low))
+        if low_out or (self.high is not None and x > self.high):
+            raise typer.BadParameter(f"{value} is out of range ({self.describe()})")
+        return x
+
+    def describe(self) -> str:
+        """The accepted values, e.g. ``0 < x <= 1`` or ``x >= 0; inf: no clipping``."""
+        low = "" if self.low is None else f"{self.low:g} {'<' if self.open_low else '<='} "
+        high = "" if self.high is None else f" <= {self.high:g}"
+        text = f"{low}x{high}" if low or high else "any finite value"
+        return text + (f"; inf: {self.inf_means}" if self.inf_means else "")

@@ -10,11 +10,20 @@ import typer
 
 from .. import checkpoint as ck
 from ..data import DECODE_ERRORS
-from ..device import resolve_device
+from ..vocab import show_chars
 from .common import (
+    MAX_BATCH,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_THREADS,
+    Choice,
+    Number,
     PacedWriter,
     StdoutClosed,
-    check_choice,
+    choices,
+    codec,
+    device_option,
+    device_spec,
     err,
     fail,
     find_checkpoint,
@@ -44,52 +53,96 @@ EVAL_EPILOG = (
 
 def sample_command(
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", "-c", help="Run or checkpoint folder [default: newest run]."
+        None,
+        "--checkpoint",
+        "-c",
+        help="Run or checkpoint folder [default: the newest run].",
+        metavar="RUN",
     ),
-    temp: float = typer.Option(0.8, "--temp", "-t", min=0.0, help="Temperature; 0 = greedy."),
-    length: int = typer.Option(1000, "--length", "-n", min=0, help="Characters to generate."),
-    prime: str | None = typer.Option(None, "--prime", "-p", help="Text to start from."),
+    temp: float = typer.Option(
+        0.8,
+        "--temp",
+        "-t",
+        parser=Number(float, 0.0),
+        help="Temperature; 0 (or one too small to compute with) = greedy.",
+        metavar="T",
+    ),
+    length: int = typer.Option(
+        1000, "--length", "-n", parser=Number(int, 0), help="Characters to generate.", metavar="N"
+    ),
+    prime: str | None = typer.Option(
+        None, "--prime", "-p", help="Text to start from.", metavar="TEXT"
+    ),
     prime_file: str | None = typer.Option(
-        None, "--prime-file", help="Read the priming text from a file (- = stdin)."
+        None, "--prime-file", help="Read the priming text from a file (- = stdin).", metavar="FILE"
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible output."),
-    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        parser=Number(int, 0, MAX_SEED),
+        help="Random seed for reproducible output.",
+        metavar="N",
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", parser=Number(int, 1), help="Sample from the k likeliest.", metavar="K"
+    ),
     top_p: float | None = typer.Option(
-        None, "--top-p", max=1.0, help="Nucleus sampling: keep this much probability (0-1]."
+        None,
+        "--top-p",
+        parser=Number(float, 0.0, 1.0, open_low=True),
+        help="Nucleus sampling: keep this much probability (0-1].",
+        metavar="P",
     ),
     num_samples: int = typer.Option(
-        1, "--num-samples", min=1, help="Independent samples (computed side by side)."
+        1,
+        "--num-samples",
+        parser=Number(int, 1, MAX_SAMPLES),
+        help="Independent samples (computed side by side).",
+        metavar="N",
     ),
     stop: str | None = typer.Option(
-        None, "--stop", help="End a sample where this string appears (not printed)."
+        None,
+        "--stop",
+        help="End a sample where this string appears (not printed).",
+        metavar="TEXT",
     ),
     encoding: str = typer.Option(
-        "utf-8", "--encoding", help="Text encoding of --prime-file.", show_default=True
+        "utf-8", "--encoding", parser=codec, help="Text encoding of --prime-file.", metavar="CODEC"
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    errors: str = typer.Option(
+        "strict",
+        "--errors",
+        parser=Choice(DECODE_ERRORS),
+        help="On undecodable bytes in --prime-file: strict, replace or ignore.",
+        metavar=choices(DECODE_ERRORS),
+    ),
+    device: str = typer.Option(
+        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", parser=Number(int, 1, MAX_THREADS), help="CPU threads.", metavar="N"
+    ),
 ) -> None:
     """Generate text from a trained model, streamed to stdout."""
     from ..data import read_text
     from ..sampling import SampleConfig, generate, generate_many
 
-    if top_p is not None and top_p <= 0:
-        raise typer.BadParameter("must be in (0, 1]", param_hint="--top-p")
     if prime is not None and prime_file is not None:
         raise typer.BadParameter("give --prime or --prime-file, not both")
     set_threads(threads)
-    dev = resolve_device(device)
-    loaded = ck.load_model(find_checkpoint(checkpoint), dev)
+    # NumPy arrays on the CPU (torch never imported), or a torch model: sampling.engine decides.
+    loaded = ck.load_for_sampling(find_checkpoint(checkpoint), device)
     text = prime or ""
     if prime_file is not None:
-        text = read_text(prime_file, encoding)
+        text = read_text(prime_file, encoding, errors)
     unknown = loaded.vocab.count_unknown(text)
     if unknown:
         err.print(
-            f"charrnn: note: the prime has {unknown} character(s) the model never saw; "
-            "they are read as <UNK>",
+            f"charrnn: note: the prime has {unknown} character(s) the model never saw "
+            f"({show_chars(loaded.vocab.unknown_chars(text))}); they are read as <UNK>",
             markup=False,
         )
+    _check_stop(stop, loaded.vocab)
     cfg = SampleConfig(length=length, temperature=temp, top_k=top_k, top_p=top_p, seed=seed)
     last = ""
     try:
@@ -110,26 +163,62 @@ def sample_command(
         raise typer.Exit(0) from None
 
 
+def _check_stop(stop: str | None, vocab: Any) -> None:
+    """A note when the stop string holds characters the model never writes (it cannot match)."""
+    unseen = vocab.unknown_chars(stop) if stop else []
+    if unseen:
+        hint = " (for a newline in bash, write --stop $'\\n')" if "\\n" in (stop or "") else ""
+        err.print(
+            f"charrnn: note: --stop {stop!r} holds characters the model never writes "
+            f"({show_chars(unseen)}): it cannot match{hint}",
+            markup=False,
+        )
+
+
 def eval_command(
-    files: list[str] = typer.Argument(..., help="Text files to score (- = stdin)."),
+    files: list[str] = typer.Argument(
+        ..., help="Text files to score (- = stdin).", metavar="FILE..."
+    ),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", "-c", help="Run or checkpoint folder [default: newest run]."
+        None,
+        "--checkpoint",
+        "-c",
+        help="Run or checkpoint folder [default: the newest run].",
+        metavar="RUN",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the files."),
-    errors: str = typer.Option(
-        "strict", "--errors", help="On undecodable bytes: strict, replace or ignore."
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", parser=codec, help="Text encoding of the files.", metavar="CODEC"
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    errors: str = typer.Option(
+        "strict",
+        "--errors",
+        parser=Choice(DECODE_ERRORS),
+        help="On undecodable bytes: strict, replace or ignore.",
+        metavar=choices(DECODE_ERRORS),
+    ),
+    device: str = typer.Option(
+        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", parser=Number(int, 1, MAX_THREADS), help="CPU threads.", metavar="N"
+    ),
     exact: bool = typer.Option(
         False, "--exact", help="One stream, state carried through each file (slow on a CPU)."
     ),
     streams: int = typer.Option(
-        64, "--streams", min=1, help="Pieces scored side by side (1 = exact)."
+        64,
+        "--streams",
+        parser=Number(int, 1, MAX_BATCH),
+        help="Pieces scored side by side (1 = exact).",
+        metavar="N",
     ),
     burn_in: int = typer.Option(
-        256, "--burn-in", min=0, help="Characters of context read before each piece, unscored."
+        256,
+        "--burn-in",
+        parser=Number(int, 0),
+        help="Characters of context read before each piece, unscored.",
+        metavar="N",
     ),
 ) -> None:
     """Score text files: nats/char, bits/char and perplexity.
@@ -141,12 +230,11 @@ def eval_command(
     from ..data import iter_text
     from ..evaluation import score_text
 
-    check_choice(errors, DECODE_ERRORS, "--errors")
     if files.count("-") > 1:
         raise typer.BadParameter("standard input (-) can be named only once")
     streams = 1 if exact else streams
     set_threads(threads)
-    loaded = ck.load_model(find_checkpoint(checkpoint), resolve_device(device))
+    loaded = ck.load_model(find_checkpoint(checkpoint), device_option(device))
     rows: list[dict[str, Any]] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -158,7 +246,7 @@ def eval_command(
         if scored.unknown:
             err.print(
                 f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
-                "(scored as <UNK>)",
+                f"({show_chars(scored.unknown_chars)}; scored as <UNK>)",
                 markup=False,
             )
         protocol = "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}"

@@ -5,27 +5,44 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 
-from .. import distributed
+# Only torch-free modules at import: every command's --help, and the other commands, must not
+# pay for torch. What trains is imported when a training starts.
+from ..config import CELLS, DEFAULT_CELL, PRECISIONS, SCHEDULES
 from ..data import DECODE_ERRORS
-from ..device import resolve_device
 from ..errors import CharRNNError
-from ..model import CELLS
-from ..runs import MachineFit, TrainRequest, resume_run, start_run
 from ..tokenizers import TOKENIZERS
-from ..training import PRECISIONS, SCHEDULES
 from .common import (
-    check_choice,
+    MAX_BATCH,
+    MAX_LAYERS,
+    MAX_RATE,
+    MAX_SEED,
+    MAX_SUBWORDS,
+    MAX_THREADS,
+    MAX_WIDTH,
+    Choice,
+    Number,
     checkpoints_root,
+    codec,
+    device_option,
+    device_spec,
     err,
     live_display,
     parse_duration,
     set_threads,
 )
-from .view import Reporter
+from .common import (
+    choices as _choices,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from .. import distributed
+    from ..runs import MachineFit, TrainRequest
 
 TRAIN_EPILOG = (
     "Examples:\n\n"
@@ -33,88 +50,227 @@ TRAIN_EPILOG = (
     "  charrnn train novel.txt --max-time 10m --hidden 512\n\n"
     "  cat *.c | charrnn train - --out checkpoints/c-code\n\n"
     "  charrnn train --resume checkpoints/verses-gru --max-time 5m\n\n"
+    "  charrnn train new.txt --init-from checkpoints/verses-gru --patience 3\n\n"
     "  charrnn train corpora/verses.txt --max-steps 2000 --sample-every 2 2> train.log"
 )
 
 
 def train_command(
-    files: list[str] = typer.Argument(None, help="Text files to train on (- = stdin)."),
-    val: str | None = typer.Option(None, "--val", help="Validation file [default: corpus tail]."),
-    val_fraction: float = typer.Option(
-        0.1, "--val-fraction", min=0.0, max=0.5, help="Share of the corpus held out."
+    files: list[str] = typer.Argument(
+        None, help="Text files to train on (- = stdin).", metavar="FILE..."
     ),
-    cell: str | None = typer.Option(None, "--cell", help="lstm, gru or rnn [default: gru]."),
-    layers: int | None = typer.Option(None, "--layers", min=1, help="Recurrent layers [2]."),
-    hidden: int | None = typer.Option(None, "--hidden", min=1, help="Hidden size [auto]."),
-    embed_dim: int | None = typer.Option(None, "--embed-dim", min=1, help="Embedding size."),
+    val: str | None = typer.Option(
+        None, "--val", help="Validation file [default: the corpus tail].", metavar="FILE"
+    ),
+    val_fraction: float = typer.Option(
+        0.1,
+        "--val-fraction",
+        parser=Number(float, 0.0, 0.5),
+        help="Share of the corpus held out, 0-0.5.",
+        metavar="X",
+    ),
+    cell: str | None = typer.Option(
+        None,
+        "--cell",
+        parser=Choice(CELLS),
+        help=f"Recurrent cell [default: {DEFAULT_CELL}].",
+        metavar=_choices(CELLS),
+    ),
+    layers: int | None = typer.Option(
+        None,
+        "--layers",
+        parser=Number(int, 1, MAX_LAYERS),
+        help="Recurrent layers [2].",
+        metavar="N",
+    ),
+    hidden: int | None = typer.Option(
+        None,
+        "--hidden",
+        parser=Number(int, 1, MAX_WIDTH),
+        help="Hidden size [by corpus size: 128, 256 or 512].",
+        metavar="N",
+    ),
+    embed_dim: int | None = typer.Option(
+        None,
+        "--embed-dim",
+        parser=Number(int, 1, MAX_WIDTH),
+        help="Embedding size [64; 128 for vocabularies over 256].",
+        metavar="N",
+    ),
     dropout: float | None = typer.Option(
-        None, "--dropout", min=0.0, max=0.95, help="Dropout between layers and before the head."
+        None,
+        "--dropout",
+        parser=Number(float, 0.0, 0.95),
+        help="Dropout between layers and before the head, 0-0.95 [by corpus size and run length].",
+        metavar="P",
     ),
     tie_weights: bool | None = typer.Option(
         None, "--tie-weights/--no-tie-weights", help="Share embedding and output weights."
     ),
     min_char_count: int = typer.Option(
-        1, "--min-char-count", min=1, help="Rarer characters fold into <UNK>."
+        1,
+        "--min-char-count",
+        parser=Number(int, 1),
+        help="Rarer characters fold into <UNK>.",
+        metavar="N",
     ),
     tokenizer: str | None = typer.Option(
-        None, "--tokenizer", help="char, or bpe / unigram subwords (sentencepiece) [char]."
+        None,
+        "--tokenizer",
+        parser=Choice(TOKENIZERS),
+        help="char, or bpe / unigram subwords (sentencepiece) [char].",
+        metavar=_choices(TOKENIZERS),
     ),
     vocab_size: int | None = typer.Option(
-        None, "--vocab-size", min=16, help="Subword vocabulary size [1024]."
+        None,
+        "--vocab-size",
+        parser=Number(int, 16, MAX_SUBWORDS),
+        help="Subword vocabulary size [1024].",
+        metavar="N",
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Streams [128]."),
-    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Window length [32]."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [8e-3; 2e-3 for rnn]."),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", min=0.0),
-    clip: float | None = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip [1.0]."),
-    warmup: int | None = typer.Option(None, "--warmup", min=0, help="Warm-up steps [50]."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        "-b",
+        parser=Number(int, 1, MAX_BATCH),
+        help="Streams [128].",
+        metavar="N",
+    ),
+    seq_len: int | None = typer.Option(
+        None,
+        "--seq-len",
+        parser=Number(int, 1, MAX_BATCH),
+        help="Window length [32].",
+        metavar="N",
+    ),
+    lr: float | None = typer.Option(
+        None,
+        "--lr",
+        parser=Number(float, 0.0, MAX_RATE, open_low=True),
+        help="Peak learning rate [8e-3; 2e-3 for rnn].",
+        metavar="X",
+    ),
+    weight_decay: float | None = typer.Option(
+        None,
+        "--weight-decay",
+        parser=Number(float, 0.0, MAX_RATE),
+        help="AdamW weight decay of the weight matrices [0.01].",
+        metavar="X",
+    ),
+    clip: float | None = typer.Option(
+        None,
+        "--clip",
+        parser=Number(float, 0.0, inf_means="no clipping"),
+        help="Gradient-norm clip; 0 or inf = no clipping [1.0].",
+        metavar="X",
+    ),
+    warmup: int | None = typer.Option(
+        None, "--warmup", parser=Number(int, 0), help="Warm-up steps [50].", metavar="N"
+    ),
     schedule: str | None = typer.Option(
-        None, "--schedule", help="cosine, plateau or constant [cosine]."
+        None,
+        "--schedule",
+        parser=Choice(SCHEDULES),
+        help="Learning-rate schedule [cosine].",
+        metavar=_choices(SCHEDULES),
     ),
-    max_epochs: float | None = typer.Option(None, "--max-epochs", help="Passes over the corpus."),
+    max_epochs: float | None = typer.Option(
+        None,
+        "--max-epochs",
+        parser=Number(float, 0.0, open_low=True, inf_means="no epoch limit"),
+        help="Passes over the corpus; inf = no epoch limit.",
+        metavar="X",
+    ),
     max_steps: int | None = typer.Option(
-        None, "--max-steps", min=1, help="Total optimizer steps of the run (across resumes)."
+        None,
+        "--max-steps",
+        parser=Number(int, 1),
+        help="Total optimizer steps of the run (across resumes).",
+        metavar="N",
     ),
     max_time: str | None = typer.Option(
-        None, "--max-time", help="Time budget of this invocation: 90s, 10m, 2h [2m]."
+        None,
+        "--max-time",
+        help="Time budget of this invocation: 90s, 10m, 2h [2m].",
+        metavar="DURATION",
     ),
-    eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Steps [200]."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [1337]."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", parser=Number(int, 1), help="Steps [200].", metavar="N"
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", parser=Number(int, 0, MAX_SEED), help="Random seed [1337].", metavar="N"
+    ),
+    device: str = typer.Option(
+        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
+    ),
     precision: str | None = typer.Option(
-        None, "--precision", help="fp32, bf16 or fp16 autocast [bf16 on GPUs that have it]."
+        None,
+        "--precision",
+        parser=Choice(PRECISIONS),
+        help="Autocast precision [bf16 on GPUs that have it, else fp32].",
+        metavar=_choices(PRECISIONS),
     ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads [the faster of 1 and all, measured]."
+        None,
+        "--threads",
+        parser=Number(int, 1, MAX_THREADS),
+        help="CPU threads [the faster of 1 and all, measured].",
+        metavar="N",
     ),
     out: str | None = typer.Option(
-        None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>]."
+        None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>].", metavar="DIR"
     ),
-    resume: str | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue the run in this folder.", metavar="RUN"
+    ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Start a new run from this run's best checkpoint (or from this checkpoint): "
+        "fine-tuning.",
+        metavar="RUN",
+    ),
+    patience: int | None = typer.Option(
+        None,
+        "--patience",
+        parser=Number(int, 1),
+        help="Stop after N validations in a row without a new best [off].",
+        metavar="N",
+    ),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", parser=codec, help="Text encoding of the corpus.", metavar="CODEC"
+    ),
     errors: str = typer.Option(
-        "strict", "--errors", help="On undecodable bytes: strict, replace or ignore."
+        "strict",
+        "--errors",
+        parser=Choice(DECODE_ERRORS),
+        help="On undecodable bytes: strict, replace or ignore.",
+        metavar=_choices(DECODE_ERRORS),
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
     sample_every: int | None = typer.Option(
         None,
         "--sample-every",
-        min=0,
+        parser=Number(int, 0),
         help="Show a short sample every N evaluations; 0 = never [1 on a terminal, else 0].",
+        metavar="N",
     ),
 ) -> None:
     """Train a model on text files; checkpoints go to a run folder."""
-    check_choice(errors, DECODE_ERRORS, "--errors")
-    check_choice(cell, CELLS, "--cell")
-    check_choice(schedule, SCHEDULES, "--schedule")
-    check_choice(tokenizer, TOKENIZERS, "--tokenizer")
-    check_choice(precision, PRECISIONS, "--precision")
-    if lr is not None and lr <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--lr")
-    if max_epochs is not None and max_epochs <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--max-epochs")
+    from .. import distributed
+    from ..runs import TrainRequest
+
     if resume and (tokenizer is not None or vocab_size is not None):
         raise typer.BadParameter("a resumed run keeps its tokenizer", param_hint="--tokenizer")
+    if init_from and (tokenizer is not None or vocab_size is not None):
+        raise typer.BadParameter(
+            "a fine-tuned run keeps the tokenizer of the model it starts from",
+            param_hint="--tokenizer",
+        )
+    if patience is not None and val is None and val_fraction == 0:
+        raise typer.BadParameter(
+            "needs validation (--val FILE or --val-fraction)", param_hint="--patience"
+        )
     if vocab_size is not None and (tokenizer or "char") == "char":
         raise typer.BadParameter("only for --tokenizer bpe or unigram", param_hint="--vocab-size")
     budget = parse_duration(max_time)
@@ -122,7 +278,7 @@ def train_command(
         raise typer.BadParameter("name a text file to train on (or - for stdin), or --resume RUN")
     set_threads(threads)
     d = distributed.from_env()
-    dev = distributed.setup(d, resolve_device(device))
+    dev = distributed.setup(d, device_option(device))
     req = TrainRequest(
         corpus=tuple(files or ()),
         val=val,
@@ -154,6 +310,8 @@ def train_command(
         out=out,
         resume=resume,
         root=str(checkpoints_root()),
+        init_from=init_from,
+        patience=patience,
     )
     try:
         _train(req, dev, d, quiet, sample_every, threads)
@@ -178,6 +336,9 @@ def _train(
     sample_every: int | None,
     threads: int | None,
 ) -> None:
+    from ..runs import resume_run, start_run
+    from .view import Reporter
+
     if req.precision == "fp16" and dev.type != "cuda":
         raise CharRNNError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
     run = resume_run(req, dev, d) if req.resume else start_run(req, dev, d)
@@ -196,9 +357,12 @@ def _train(
         if stop["signal"] is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop["signal"] = signum
+        if signum == signal.SIGINT:
+            why, abort = "interrupted", "Ctrl-C again to abort"
+        else:
+            why, abort = signal.Signals(signum).name, "Ctrl-C to abort"
         err.print(
-            "stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
-            markup=False,
+            f"{why}: stopping after this step and saving a checkpoint ({abort})", markup=False
         )
 
     old_int = signal.signal(signal.SIGINT, on_signal)

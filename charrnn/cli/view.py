@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import checkpoint as ck
 from ..events import Evaluated, Event, Finished, Skipped, Started, Stepped
 from ..runs import Run
 from ..training import TrainerState
@@ -69,6 +70,9 @@ class Reporter:
             markup=False,
         )
         err.print(f"run folder: {r.run_dir}", markup=False)
+        if r.init_from and not r.resumed:
+            origin = f"{r.init_from['run']}/{r.init_from['checkpoint']}"
+            err.print(f"starts from: {origin} (step {r.init_from['step']})", markup=False)
         for n in r.notices:
             err.print(f"note: {n}", markup=False)
 
@@ -206,8 +210,11 @@ class Reporter:
         """The lines after training: why it stopped, the losses per character, where things are."""
         r = self.run
         m = r.metrics(state)
+        why = (reason or "stopped").replace("_", " ")
+        if reason == "patience":
+            why = f"patience: no better validation in {r.train_config.patience} evaluations"
         lines = [
-            f"done ({(reason or 'stopped').replace('_', ' ')}): {state.step} steps, "
+            f"done ({why}): {state.step} steps, "
             f"{state.tokens:,} characters seen, {format_duration(time.perf_counter() - self.t0)}",
         ]
         tl = m.get("train_nats_per_char")
@@ -219,8 +226,8 @@ class Reporter:
                 f"best val loss {bv:.4f} nats/char = {bits(bv):.4f} "
                 f"bits/char, perplexity {m['best_val_perplexity']:.3f} (step {state.best_step})"
             )
-        best = r.best_path or r.last_saved
-        lines.append(f"checkpoints: {r.run_dir} (best: {best.name if best else '-'})")
+        best = ck.read_pointer(r.run_dir, ck.BEST)  # the pointer is the one source of truth
+        lines.append(f"checkpoints: {r.run_dir} (best: {best or '-'})")
         lines.append(f"metrics: {r.metrics_log.path}")
         lines.append(f"sample with: charrnn sample -c {r.run_dir}")
         for line in lines:
