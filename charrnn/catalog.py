@@ -59,6 +59,7 @@ class RunSummary:
     modified: float  # the same as a Unix time (from the file), for sorting
     size_bytes: int
     init_from: dict[str, Any] | None = None  # where a fine-tuned run started (see origin_of)
+    damaged: str | None = None  # the first problem of its best checkpoint's files (headers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +94,14 @@ def summarize_run(run_dir: Path) -> RunSummary:
         modified=ck.saved_time(newest),
         size_bytes=ck.disk_usage(run_dir),
         init_from=origin_of(config),
+        damaged=_first_problem(ck.best_checkpoint(run_dir) or newest),
     )
+
+
+def _first_problem(ckpt: Path) -> str | None:
+    """The first problem of a checkpoint's files, headers only (see checkpoint.problems)."""
+    found = ck.problems(ckpt, weights=False)
+    return found[0] if found else None
 
 
 def origin_of(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,7 +161,8 @@ def sort_runs(runs: list[RunSummary], key: str, reverse: bool = False) -> list[R
 
 def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
     """What ``charrnn info`` shows, as plain data: where, when, model, vocabulary (the first
-    ``preview`` entries, ``<UNK>`` first), training arguments, data and final metrics."""
+    ``preview`` entries, ``<UNK>`` first), training arguments, data, final metrics, and the
+    problems found in its files (every header, and the model's weights)."""
     ckpt = ck.resolve_checkpoint(Path(path))
     config = ck.read_config(ckpt)
     vocab = ck.load_vocab(ckpt, config)
@@ -188,6 +197,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
         "metrics": metrics,
         "validation": validation_figures(metrics),
         "files": files,
+        "problems": ck.problems(ckpt),  # empty when every file reads and checks out
     }
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
 from .config import ModelConfig, weight_shapes
 from .errors import CheckpointError
-from .tensorfile import read_arrays, read_tensors
+from .tensorfile import check_header, read_arrays, read_tensors
 from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
 from .vocab import Vocab
 
@@ -368,6 +368,29 @@ def _read_model_config(ckpt: Path) -> tuple[dict[str, Any], ModelConfig, Tokeniz
 def expected_weights(mc: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
     """Name -> (shape, dtype) of every tensor in ``model.safetensors``, from the config alone."""
     return {name: (shape, "F32") for name, shape in weight_shapes(mc).items()}
+
+
+def problems(ckpt: Path, weights: bool = True) -> list[str]:
+    """What is wrong with a checkpoint folder, one line each (empty: nothing found): config and
+    vocabulary, then every safetensors file's header (names, shapes and dtypes of the model's),
+    and with ``weights`` the model's values too (finite). Never raises for a damaged file."""
+    ckpt = Path(ckpt)
+    try:
+        _, mc, _ = _read_model_config(ckpt)
+    except CheckpointError as e:
+        return [str(e)]
+    found = []
+    checks: list[tuple[str, Any]] = [(MODEL, expected_weights(mc))]
+    checks += [(name, None) for name in (OPTIMIZER, TRAINER_TENSORS) if (ckpt / name).exists()]
+    for name, expected in checks:
+        try:
+            if name == MODEL and weights:
+                read_arrays(ckpt / name, expected)
+            else:
+                check_header(ckpt / name, expected)
+        except CheckpointError as e:
+            found.append(str(e))
+    return found
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:

@@ -130,6 +130,13 @@ def _check_expected(path: Path, header: dict[str, Any], expected: Expected) -> N
             )
 
 
+def check_header(path: Path, expected: Expected | None = None) -> None:
+    """Check a safetensors file's header (and, given ``expected``, its names, shapes and dtypes)
+    without reading any tensor data: cheap enough to run over every run in a folder. Raises
+    :class:`CheckpointError` naming the file and the problem."""
+    _checked_header(Path(path), expected)
+
+
 def _checked_header(path: Path, expected: Expected | None) -> None:
     header = _safetensors_header(path)
     if expected is not None:

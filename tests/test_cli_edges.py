@@ -319,3 +319,66 @@ def test_a_torch_error_during_training_is_one_line_and_keeps_the_checkpoints(
     with pytest.raises(TrainingError, match=message):
         run.train(callbacks=[out_of_memory])
     assert ck.read_pointer(out, ck.LATEST) == "step-00000002"  # the save before it is kept
+
+
+# ------------------------------------------------------------------------------ info and runs
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_info_and_runs_of_subword_runs_are_per_character(
+    kind: str, tmp_path: Path, small_text: str
+) -> None:
+    import torch
+
+    from charrnn.runs import TrainRequest, start_run
+
+    text = small_text[:20000]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    tiny = {"hidden": 32, "layers": 1, "embed_dim": 16, "batch_size": 8, "seq_len": 16}
+    req = TrainRequest(
+        corpus=(str(corpus),), tokenizer=kind, vocab_size=120, max_steps=20, eval_every=10,
+        out=str(out), **tiny,
+    )  # fmt: skip
+    start_run(req, torch.device("cpu")).train()
+    r = invoke(["info", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    per_char, per_token = (
+        info["metrics"]["val_bits_per_char"],
+        info["metrics"]["val_bits_per_token"],
+    )
+    assert per_char < per_token  # pieces hold several characters
+    assert info["validation"]["bits_per_char"] == pytest.approx(per_char)
+    assert info["validation"]["perplexity"] == pytest.approx(2**per_char, rel=1e-6)
+    text_out = invoke(["info", str(out)]).stdout
+    assert f"{per_char:.4f} bits/char" in text_out and "tokens seen" in text_out
+    runs = json.loads(invoke(["runs", str(tmp_path), "--json"]).stdout)
+    best = info["metrics"]["best_val_bits_per_char"]
+    assert runs[0]["best_val_bits_per_char"] == pytest.approx(best) and best <= per_char + 1e-9
+    # eval-perplexity on the validation text (the last 10% of the corpus) says the same.
+    held = tmp_path / "held.txt"
+    held.write_text(text[int(len(text) * 0.9) :], encoding="utf-8")
+    row = json.loads(invoke(["eval-perplexity", str(held), "-c", str(out), "--json"]).stdout)
+    assert row["files"][0]["bits_per_char"] == pytest.approx(per_char, rel=1e-4)
+
+
+def test_info_and_runs_flag_a_truncated_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from charrnn import checkpoint as ck
+
+    run = tmp_path / "runs" / "broken"
+    shutil.copytree(trained_run, run)
+    model = ck.best_checkpoint(run) / ck.MODEL  # type: ignore[operator]
+    model.write_bytes(model.read_bytes()[:3000])
+    r = invoke(["info", str(run)])
+    assert r.exit_code == 1
+    assert "files:" in r.stdout  # described as far as it could be
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("charrnn: error: damaged checkpoint: ") and "model.safetensors" in last
+    r = invoke(["runs", str(tmp_path / "runs")])
+    assert r.exit_code == 0 and "broken (damaged)" in r.stdout
+    assert "broken is damaged: " in r.output
+    assert invoke(["info", str(trained_run)]).exit_code == 0  # the intact one is fine

@@ -15,6 +15,7 @@ from .. import catalog
 from ..errors import CharRNNError
 from ..vocab import UNK
 from .common import (
+    Choice,
     Number,
     checkpoints_root,
     choices,
@@ -65,6 +66,7 @@ def runs_command(
         "when",
         "--sort",
         "-s",
+        parser=Choice(catalog.SORT_KEYS),
         help="name, when (newest first), bpc, params or steps.",
         metavar=choices(catalog.SORT_KEYS),
     ),
@@ -72,14 +74,13 @@ def runs_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List training runs: corpus, model, steps, best validation bits/char, age, size."""
-    if sort not in catalog.SORT_KEYS:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(catalog.SORT_KEYS)}", param_hint="--sort"
-        )
     root = folder if folder is not None else checkpoints_root()
     runs, problems = catalog.list_runs(root)
     for p in problems:
         err.print(f"charrnn: note: skipped {p}", markup=False)
+    for r in runs:
+        if r.damaged:
+            err.print(f"charrnn: note: {r.name} is damaged: {r.damaged}", markup=False)
     runs = catalog.sort_runs(runs, sort, reverse)
     if as_json:
         out_or_quiet(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False) + "\n")
@@ -96,7 +97,7 @@ def runs_command(
         bpc = r.best_val_bits_per_char
         rows.append(
             (
-                r.name,
+                r.name + (" (damaged)" if r.damaged else ""),
                 r.corpus,
                 r.tokenizer,
                 r.cell,
@@ -210,6 +211,9 @@ def info_command(
         out_or_quiet(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
     else:
         out_or_quiet(info_text(d))
+    if d["problems"]:  # described as far as it could be, then flagged: exit 1
+        more = f" (and {len(d['problems']) - 1} more)" if len(d["problems"]) > 1 else ""
+        raise CharRNNError(f"damaged checkpoint: {d['problems'][0]}{more}")
 
 
 # ------------------------------------------------------------------------------ plot
