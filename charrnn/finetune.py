@@ -28,7 +28,7 @@ import torch
 from . import catalog, defaults
 from . import checkpoint as ck
 from .defaults import TrainRequest
-from .errors import CharRNNError
+from .errors import CharRNNError, CheckpointError
 from .model import CharRNN, ModelConfig
 from .tokenizers import Tokenizer, tokenizer_info
 from .training import TrainConfig
@@ -73,7 +73,10 @@ def prepare(req: TrainRequest) -> tuple[TrainRequest, Parent | None]:
         return req, None
     if req.resume is not None:
         raise CharRNNError("--init-from starts a new run; it cannot go with --resume")
-    loaded = ck.load_model(Path(req.init_from), "cpu")
+    try:
+        loaded = ck.load_model(Path(req.init_from), "cpu")
+    except CheckpointError as e:
+        raise CheckpointError(f"--init-from: {e}") from None
     mc = loaded.model.config
     check_request(req, mc, loaded.vocab)
     step = (loaded.config.get("metrics") or {}).get("step")
@@ -106,7 +109,9 @@ def check_request(req: TrainRequest, mc: ModelConfig, vocab: Tokenizer) -> None:
         name = conflicts[0]
         option = "--" + name.replace("_", "-")
         value = getattr(req, name)
-        given = option if isinstance(value, bool) else f"{option} {value}"
+        given = f"{option} {value}"
+        if isinstance(value, bool):
+            given = option if value else f"--no-{option[2:]}"
         raise CharRNNError(
             f"--init-from: {given} conflicts with the model it starts from ({mc.cell.upper()} "
             f"{mc.layers}x{mc.hidden}, embedding {mc.embed_dim}{', tied' if mc.tie_weights else ''}"

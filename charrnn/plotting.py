@@ -1,13 +1,15 @@
 """Learning curves of runs as a matplotlib figure (matplotlib is the optional ``plot`` extra).
 
 :func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.metrics`) and
-:func:`figure` draws validation bits/char against training time and against characters seen,
-one line per run, side by side. Saving the figure is left to the caller.
+:func:`figure` draws validation bits/char (solid) and the training loss beside it (dashed, same
+colour) against training time and against characters seen, one colour per run, side by side: a
+gap that opens between the two is overfitting. A run without validation draws its training
+curve alone. Saving the figure is left to the caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,22 @@ class Curve:
     seconds: list[float]  # training time at each evaluation
     chars: list[int]  # characters seen at each evaluation
     bits: list[float]  # validation bits/char at each evaluation
+    # The same at each ``step`` record: the running mean of recent training losses (dropout on).
+    train_seconds: list[float] = field(default_factory=list)
+    train_chars: list[int] = field(default_factory=list)
+    train_bits: list[float] = field(default_factory=list)
+
+
+def _points(records: list[dict[str, Any]], event: str, key: str) -> list[dict[str, Any]]:
+    """The records of ``event`` that hold a number under ``key``, a time and a char count."""
+    return [
+        r
+        for r in records
+        if r.get("event") == event
+        and isinstance(r.get(key), int | float)
+        and isinstance(r.get("time"), int | float)
+        and isinstance(r.get("chars"), int)
+    ]
 
 
 def run_folder(path: Path) -> Path:
@@ -37,7 +55,7 @@ def run_folder(path: Path) -> Path:
 
 
 def curve(path: Path, name: str | None = None) -> Curve:
-    """The validation curve of one run."""
+    """The validation and training curves of one run."""
     run = run_folder(path)
     records = read_metrics(run)
     if not records:
@@ -46,21 +64,18 @@ def curve(path: Path, name: str | None = None) -> Curve:
         raise CheckpointError(
             f"{run}: no {METRICS} (runs trained before charrnn wrote it cannot be plotted)"
         )
-    evals = [
-        r
-        for r in records
-        if r.get("event") == "eval"
-        and isinstance(r.get("val_bits_per_char"), int | float)
-        and isinstance(r.get("time"), int | float)
-        and isinstance(r.get("chars"), int)
-    ]
-    if not evals:
-        raise CheckpointError(f"{run / METRICS}: no validation measurements yet")
+    evals = _points(records, "eval", "val_bits_per_char")
+    steps = _points(records, "step", "train_bits_per_char")
+    if not evals and not steps:
+        raise CheckpointError(f"{run / METRICS}: no measurements yet")
     return Curve(
         name=name or run.name,
         seconds=[float(r["time"]) for r in evals],
         chars=[int(r["chars"]) for r in evals],
         bits=[float(r["val_bits_per_char"]) for r in evals],
+        train_seconds=[float(r["time"]) for r in steps],
+        train_chars=[int(r["chars"]) for r in steps],
+        train_bits=[float(r["train_bits_per_char"]) for r in steps],
     )
 
 
@@ -88,18 +103,27 @@ def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 1
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg backend draws it: files only, never a window, no pyplot state
     by_time, by_chars = fig.subplots(1, 2, sharey=True)
-    longest = max(max(c.seconds) for c in data)
+    longest = max(max([*c.seconds, *c.train_seconds], default=0.0) for c in data)
     scale, unit = (60.0, "minutes") if longest > 180 else (1.0, "seconds")
-    for c in data:
-        style = {"marker": "o" if len(c.bits) < 30 else None, "markersize": 3, "label": c.name}
-        by_time.plot([s / scale for s in c.seconds], c.bits, **style)
-        by_chars.plot(c.chars, c.bits, **style)
+    for i, c in enumerate(data):
+        colour = f"C{i % 10}"
+        val = {"color": colour, "marker": "o" if len(c.bits) < 30 else None, "markersize": 3}
+        train: dict[str, Any] = {"color": colour, "linestyle": "--", "linewidth": 1.0, "alpha": 0.8}
+        (val if c.bits else train)["label"] = c.name  # each run once in the legend
+        for ax, x, tx, k in (
+            (by_time, c.seconds, c.train_seconds, scale),
+            (by_chars, c.chars, c.train_chars, 1),
+        ):
+            if c.bits:
+                ax.plot([v / k for v in x], c.bits, **val)
+            if c.train_bits:
+                ax.plot([v / k for v in tx], c.train_bits, **train)
     by_time.set_xlabel(f"training time ({unit})")
-    by_time.set_ylabel("validation bits/char")
+    by_time.set_ylabel("bits/char")
     by_chars.set_xlabel("characters seen")
     by_chars.xaxis.set_major_formatter(EngFormatter())
     for ax in (by_time, by_chars):
         ax.grid(True, alpha=0.3)
     by_chars.legend(loc="best", fontsize="small")
-    fig.suptitle("validation bits per character (lower is better)")
+    fig.suptitle("bits per character: validation solid, training dashed (lower is better)")
     return fig

@@ -280,7 +280,7 @@ def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> R
     spec = req.corpus_spec()
     check_sources(spec)
     defaults.check_choices(req)
-    req, parent = finetune.prepare(req, device)  # --init-from: the parent's model and vocabulary
+    req, parent = finetune.prepare(req)  # --init-from: the parent's model and vocabulary
     cell = req.cell or defaults.DEFAULT_CELL
     run_dir, created, lock = runfolder.claim(req.out, req.corpus[0], cell, req.root)
     try:
@@ -334,7 +334,7 @@ def _start_run_distributed(req: TrainRequest, device: torch.device, dist: Dist) 
         tok = Vocab.from_dict(msg["vocab"])
     run_dir = Path(msg["run_dir"])
     corpus = open_corpus(run_dir, tok, msg["info"])
-    mc, tc, _ = finetune.configs(finetune.prepare(req, device)[0], corpus, device)
+    mc, tc, _ = finetune.configs(finetune.prepare(req)[0], corpus, device)
     torch.manual_seed(tc.seed)  # same initial weights as rank 0 (DDP also broadcasts them)
     model = CharRNN(mc).to(device)
     opt = make_optimizer(model, tc)

@@ -138,6 +138,52 @@ def test_plot_writes_a_png_of_the_asked_size(runs_root: Path, tmp_path: Path) ->
     print(f"plot written to {out}")  # shown with pytest -s
 
 
+def test_plot_draws_training_beside_validation_and_runs_without_validation(
+    runs_root: Path, tmp_path: Path, small_text: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    from charrnn.plotting import curve, curves, figure
+
+    big = curve(runs_root / "big")
+    assert big.bits and len(big.train_bits) > len(big.bits)  # step records: the training curve
+    assert big.train_chars == sorted(big.train_chars) and big.train_chars[-1] > big.chars[0]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:3000], encoding="utf-8")
+    req = TrainRequest(
+        corpus=(str(corpus),),
+        val_fraction=0.0,
+        hidden=8,
+        layers=1,
+        embed_dim=4,
+        batch_size=4,
+        seq_len=8,
+        max_steps=20,
+        eval_every=20,  # a step record every 2 steps
+        out=str(tmp_path / "noval"),
+    )
+    start_run(req, torch.device("cpu")).train()
+    noval = curve(tmp_path / "noval")
+    assert noval.bits == [] and len(noval.train_bits) == 10
+    out = tmp_path / "noval.png"
+    r = runner.invoke(
+        app, ["plot", str(tmp_path / "noval"), str(runs_root / "big"), "-o", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert _png_size(out) == (1000, 420)
+    # Each run once in the legend: a validation line, or the training line when there is none.
+    fig = figure(curves([tmp_path / "noval", runs_root / "big"]))
+    legend = fig.axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["noval", "big"]
+    lines = fig.axes[1].get_lines()
+    labels = [line.get_label() if not line.get_label().startswith("_") else None for line in lines]
+    assert list(zip(labels, [line.get_linestyle() for line in lines], strict=True)) == [
+        ("noval", "--"),  # training only, dashed
+        ("big", "-"),  # validation, solid
+        (None, "--"),  # and its training loss beside it, dashed, in the same colour
+    ]
+    assert lines[1].get_color() == lines[2].get_color() != lines[0].get_color()
+
+
 def test_plot_errors(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = tmp_path / "bare"
     shutil.copytree(runs_root / "small", bare)

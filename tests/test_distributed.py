@@ -79,6 +79,32 @@ def test_two_gloo_processes_follow_the_single_process_run(tmp_path: Path, small_
     assert ck.read_pointer(tmp_path / "ddp", ck.LATEST) == "step-00000015"
 
 
+@pytest.mark.slow
+def test_two_gloo_processes_fine_tune_as_one_does(tmp_path: Path, small_text: str) -> None:
+    """--init-from under torchrun: every rank builds the parent's architecture and the grown
+    vocabulary, and the result is the single-process fine-tune."""
+    (tmp_path / "a.txt").write_text(small_text[:20000])
+    (tmp_path / "b.txt").write_text(small_text[20000:30000].upper() + "0123456789 {}[]\n")
+    assert run_cli(["train", "a.txt", *ARGS, "--out", "parent"], tmp_path).returncode == 0
+    tune = ["train", "b.txt", "--init-from", "parent", "--max-steps", "6", "-b", "8"]
+    tune += ["--dropout", "0"]  # dropout draws differ between 2 processes and one
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    r = subprocess.run(
+        [*torchrun, "--nproc_per_node=2", "-m", "charrnn", *tune, "--out", "ddp"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert run_cli([*tune, "--out", "single"], tmp_path).returncode == 0
+    a, b = ck.load_model(tmp_path / "ddp"), ck.load_model(tmp_path / "single")
+    assert a.config["init_from"] == b.config["init_from"] and a.vocab.itos == b.vocab.itos
+    wa, wb = a.model.state_dict(), b.model.state_dict()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
 def test_bf16_autocast_trains_on_cpu_and_saves_fp32(tmp_path: Path, small_text: str) -> None:
     (tmp_path / "c.txt").write_text(small_text[:20000])
     req = TrainRequest(

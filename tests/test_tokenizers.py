@@ -83,6 +83,18 @@ def test_bpe_run_samples_evaluates_and_resumes(tmp_path: Path, small_text: str) 
     r = runner.invoke(app, ["train", "--resume", str(out), "--tokenizer", "char"])
     assert r.exit_code == 2
 
+    # Fine-tuned from it, a run keeps its tokenizer (pieces are not added; see README).
+    other = tmp_path / "other.txt"
+    other.write_text(small_text[20_000:26_000].upper())
+    ft = tmp_path / "ft"
+    args = ["train", str(other), "--init-from", str(out), "-o", str(ft), "--max-steps", "4"]
+    r = runner.invoke(app, [*args, "-b", "8"])
+    assert r.exit_code == 0, r.output
+    assert "the subword tokenizer of the model it starts from is kept" in r.stderr
+    parent, child = ck.load_model(out), ck.load_model(ft)
+    assert isinstance(child.vocab, SubwordTokenizer) and child.vocab.proto == parent.vocab.proto
+    assert child.config["tokenizer"] == parent.config["tokenizer"]
+
     best = ck.resolve_checkpoint(out)  # the resumed run may have a newer best
     (best / "tokenizer.model").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"tokenizer\.model: not a valid sentencepiece"):
