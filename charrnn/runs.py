@@ -237,7 +237,7 @@ class Run:
                 raise
             finally:
                 self.metrics_log.close()
-            if self.saved_step != state.step:
+            if self.saved_step != state.step or state.finished:  # "finished" must reach disk
                 self.save(state, best=False)
         finally:
             self.close()
