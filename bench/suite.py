@@ -1,0 +1,398 @@
+"""charrnn's defaults against the plain PyTorch loop, corpus by corpus, in one alternating run.
+
+    python bench/suite.py                        # every corpus at 60 s, tinyshakespeare also 137 s
+    python bench/suite.py --long                 # and tinyshakespeare at 10 minutes
+    python bench/suite.py --busy                 # one core kept busy by another process throughout
+    python bench/suite.py --only fortunes --extra "--precision bf16"   # a variant, one corpus
+    python bench/suite.py --quick --only tinyshakespeare --no-append   # smoke test (5 s rows)
+
+Each row trains both systems on the same train file for the same wall-clock budget and scores
+them on the same validation file, in nats/char (mean cross-entropy over every validation
+character, state carried through the whole text; see ../shared/BENCHMARKS.md):
+
+* charrnn with its defaults, in a child process: ``python -m charrnn train TRAIN --val VAL
+  --max-time BUDGETs --out RUN --quiet`` plus ``--extra``; then its best checkpoint scored by
+  ``python -m charrnn eval-perplexity VAL -c RUN --exact --json``;
+* the yardstick, ../shared/bench/plain_loop.py, run unchanged from where it is: ``python
+  plain_loop.py gru 2 256 64 64 0.005 BUDGET TRAIN VAL``; its last line gives ``val_nats=``.
+
+The two alternate (charrnn first on even rows, the plain loop first on odd ones) so that a busy
+spell on a shared machine falls on both. Note that charrnn's ``--max-time`` includes its final
+evaluation, while the plain loop evaluates after its budget: the wall columns show both.
+Corpora: ``../shared/corpora`` (``--corpora DIR``): tinyshakespeare.{train,val}.txt and
+suite/{fortunes,zh-prose,linux-c}.{train,val}.txt. Goals are differences charrnn - plain:
+-0.02 at 60 s, -0.03 at 137 s, -0.05 at 10 minutes. One markdown table goes to stdout and, as a
+dated section, to bench/RESULTS.md (not with ``--quick`` or ``--no-append``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared"
+CORPORA = ("tinyshakespeare", "fortunes", "zh-prose", "linux-c")
+GOALS = {60.0: -0.02, 137.0: -0.03, 600.0: -0.05}  # budget s -> charrnn - plain, at most
+DEFAULT_BUDGETS = "60,tinyshakespeare:137"
+LONG_BUDGET = "tinyshakespeare:600"
+QUICK_BUDGET = 5.0
+PLAIN_ARGS = ("gru", "2", "256", "64", "64", "0.005")  # the tuned yardstick setting
+GET_SHAKESPEARE = (
+    "get tinyshakespeare from karpathy/char-rnn, data/tinyshakespeare/input.txt, and split it "
+    "on characters: train = text[:int(len(text)*0.9)], val = the rest "
+    "(see ../shared/corpora/README.md)"
+)
+
+
+# ------------------------------------------------------------------------------ pure parts
+
+
+@dataclass(frozen=True)
+class Row:
+    """One corpus at one budget: both systems' figures."""
+
+    corpus: str
+    budget: float
+    charrnn: float  # nats/char
+    plain: float
+    charrnn_steps: int
+    plain_steps: int
+    charrnn_wall: float  # seconds of the training process (charrnn: startup + train + eval)
+    plain_wall: float
+    first: str  # "charrnn" or "plain": which ran first
+
+    @property
+    def diff(self) -> float:
+        """charrnn - plain, nats/char (negative: charrnn is better)."""
+        return self.charrnn - self.plain
+
+    @property
+    def goal(self) -> float | None:
+        return goal_for(self.budget)
+
+    @property
+    def met(self) -> str:
+        goal = self.goal
+        if goal is None:
+            return "-"
+        return "yes" if math.isfinite(self.diff) and self.diff <= goal else "no"
+
+
+def goal_for(budget: float) -> float | None:
+    """The goal of the largest standard budget not above ``budget`` (None below 60 s)."""
+    known = [b for b in GOALS if b <= budget]
+    return GOALS[max(known)] if known else None
+
+
+def parse_seconds(text: str) -> float:
+    """``60``, ``60s``, ``10m``, ``1h`` to seconds; ValueError otherwise."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r}")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return seconds
+
+
+def parse_budgets(spec: str, corpora: tuple[str, ...] = CORPORA) -> list[tuple[str, float]]:
+    """``60,tinyshakespeare:137`` to rows (corpus, seconds): a bare budget applies to every
+    corpus, ``NAME:BUDGET`` to one. Order kept, duplicates dropped."""
+    rows: list[tuple[str, float]] = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, budget = item.rpartition(":")
+        if name and name not in corpora:
+            raise ValueError(f"unknown corpus {name!r} (choose from {', '.join(corpora)})")
+        seconds = parse_seconds(budget)
+        for corpus in [name] if name else corpora:
+            if (corpus, seconds) not in rows:
+                rows.append((corpus, seconds))
+    return rows
+
+
+def parse_plain(output: str) -> tuple[float, int]:
+    """The plain loop's ``val_nats`` and ``steps`` from its last non-empty line."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    nats = re.search(r"\bval_nats=(\S+)", last)
+    steps = re.search(r"\bsteps=(\d+)", last)
+    if not nats:
+        raise ValueError(f"no val_nats= in the plain loop's last line: {last!r}")
+    return float(nats.group(1)), int(steps.group(1)) if steps else -1
+
+
+def fmt_nats(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else str(x)
+
+
+def format_table(rows: list[Row]) -> list[str]:
+    """The markdown table of differences (stdout and RESULTS.md alike)."""
+    out = [
+        "| corpus | budget s | charrnn nats/char | plain nats/char | difference | goal | met? "
+        "| steps charrnn / plain | wall s charrnn / plain | first |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        goal = "-" if r.goal is None else f"{r.goal:+.2f}"
+        diff = f"{r.diff:+.4f}" if math.isfinite(r.diff) else str(r.diff)
+        out.append(
+            f"| {r.corpus} | {r.budget:g} | {fmt_nats(r.charrnn)} | {fmt_nats(r.plain)} | "
+            f"{diff} | {goal} | {r.met} | {r.charrnn_steps} / {r.plain_steps} | "
+            f"{r.charrnn_wall:.0f} / {r.plain_wall:.0f} | {r.first} |"
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------ the machine
+
+
+def machine_facts() -> str:
+    """CPU model, cores, native bf16, torch version: one line (torch is not imported)."""
+    model, flags = "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value
+    except OSError:
+        try:
+            out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+            model = next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in out.splitlines()
+                    if ln.startswith("Model name")
+                ),
+                model,
+            )
+            flags = next((ln for ln in out.splitlines() if ln.startswith("Flags")), "")
+        except OSError:
+            pass
+    try:
+        torch = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch = "not installed"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    bf16 = "yes" if "avx512_bf16" in flags.split() else "no"
+    return f"{model}, {cores} cores, avx512_bf16 {bf16}, torch {torch}"
+
+
+@contextmanager
+def busy_core(on: bool) -> Iterator[None]:
+    """With ``on``: a child process spinning one core (a Python busy loop) for the duration."""
+    if not on:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.terminate()
+        spinner.wait()
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def log(msg: str) -> None:
+    print(f"[suite {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def files_of(corpora: Path, name: str) -> tuple[Path, Path]:
+    """The train and val files of a corpus."""
+    folder = corpora if name == "tinyshakespeare" else corpora / "suite"
+    return folder / f"{name}.train.txt", folder / f"{name}.val.txt"
+
+
+def check_inputs(corpora: Path, names: list[str], plain: Path) -> None:
+    """Exit with one line if a corpus file or the plain loop is missing."""
+    missing = [p for n in names for p in files_of(corpora, n) if not p.is_file()]
+    if missing:
+        hint = (
+            GET_SHAKESPEARE
+            if any("tinyshakespeare" in p.name for p in missing)
+            else ("the suite corpora are described in ../shared/corpora/README.md")
+        )
+        raise SystemExit(f"bench/suite.py: missing {', '.join(str(p) for p in missing)}: {hint}")
+    if not plain.is_file():
+        raise SystemExit(f"bench/suite.py: the yardstick {plain} is missing (see BENCHMARKS.md)")
+
+
+def run_child(cmd: list[str], cwd: Path) -> tuple[str, float]:
+    """Run a command; return its stdout and wall seconds, or exit showing its stderr."""
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr[-4000:])
+        raise SystemExit(f"bench/suite.py: {shlex.join(cmd)} failed with status {p.returncode}")
+    return p.stdout, wall
+
+
+def run_charrnn(
+    train: Path, val: Path, budget: float, extra: list[str], tmp: Path
+) -> tuple[float, int, float]:
+    """Train with the defaults (plus ``extra``), score the best checkpoint exactly: nats/char,
+    steps (the latest checkpoint's), wall seconds of training."""
+    py = [sys.executable, "-m", "charrnn"]
+    run = tmp / "run"
+    limit = ["--max-time", f"{budget:g}s", "--out", str(run), "--quiet"]
+    _, wall = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
+    out, _ = run_child(
+        [*py, "eval-perplexity", str(val), "-c", str(run), "--exact", "--json"], cwd=tmp
+    )
+    nats = float(json.loads(out)["files"][0]["nats_per_char"])
+    latest = run / (run / "latest").read_text().strip()
+    steps = int(json.loads((latest / "config.json").read_text())["metrics"]["step"])
+    return nats, steps, wall
+
+
+def run_plain(
+    plain: Path, train: Path, val: Path, budget: float, tmp: Path
+) -> tuple[float, int, float]:
+    """The yardstick, unchanged: nats/char, steps, wall seconds."""
+    cmd = [sys.executable, str(plain), *PLAIN_ARGS, f"{budget:g}", str(train), str(val)]
+    out, wall = run_child(cmd, cwd=tmp)
+    nats, steps = parse_plain(out)
+    return nats, steps, wall
+
+
+def run_row(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Row:
+    """Both systems on one corpus at one budget; charrnn first on even rows."""
+    train, val = files_of(args.corpora, corpus)
+    first = "charrnn" if i % 2 == 0 else "plain"
+    res: dict[str, tuple[float, int, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="charrnn-suite-") as d:
+        for who in (first, "plain" if first == "charrnn" else "charrnn"):
+            log(f"{corpus} {budget:g} s: {who}")
+            if who == "charrnn":
+                res[who] = run_charrnn(train, val, budget, args.extra, Path(d))
+            else:
+                res[who] = run_plain(args.plain, train, val, budget, Path(d))
+            log(f"  {who}: {fmt_nats(res[who][0])} nats/char, {res[who][1]} steps")
+    (cn, cs, cw), (pn, ps, pw) = res["charrnn"], res["plain"]
+    return Row(corpus, budget, cn, pn, cs, ps, cw, pw, first)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(prog="bench/suite.py", description=(__doc__ or "").split("\n")[0])
+    ap.add_argument(
+        "--budgets",
+        default=DEFAULT_BUDGETS,
+        metavar="SPEC",
+        help=f"comma list of SECONDS (every corpus) or NAME:SECONDS [{DEFAULT_BUDGETS}]",
+    )
+    ap.add_argument("--long", action="store_true", help=f"add {LONG_BUDGET} (10 minutes)")
+    ap.add_argument("--busy", action="store_true", help="keep one core busy (another process)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"only these corpora (repeatable or comma list): {', '.join(CORPORA)}",
+    )
+    ap.add_argument(
+        "--extra",
+        default="",
+        metavar="ARGS",
+        help='more `charrnn train` options, e.g. "--precision bf16" (one word: --extra=--X)',
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_BUDGET:g} s per row, nothing appended (smoke test)",
+    )
+    ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument(
+        "--corpora",
+        type=Path,
+        default=SHARED / "corpora",
+        metavar="DIR",
+        help="corpora folder [../shared/corpora]",
+    )
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "RESULTS.md",
+        metavar="FILE",
+        help="file to append to [bench/RESULTS.md]",
+    )
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Options, with ``plan`` (corpus, seconds) rows, ``extra`` split and ``plain`` added."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        plan = parse_budgets(args.budgets + ("," + LONG_BUDGET if args.long else ""))
+    except ValueError as e:
+        ap.error(f"--budgets: {e}")
+    only = {n.strip() for s in args.only or [] for n in s.split(",") if n.strip()}
+    if only - set(CORPORA):
+        ap.error(f"--only: unknown {', '.join(sorted(only - set(CORPORA)))}")
+    plan = [(c, QUICK_BUDGET if args.quick else b) for c, b in plan if not only or c in only]
+    args.plan = list(dict.fromkeys(plan))
+    args.extra = shlex.split(args.extra)
+    args.plain = SHARED / "bench" / "plain_loop.py"
+    return args
+
+
+def append_results(path: Path, title: str, facts: str, table: list[str]) -> None:
+    """A dated section after whatever the file holds."""
+    text = f"\n## {title}\n\n{facts}\n\n" + "\n".join(table) + "\n"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.plan:
+        raise SystemExit("bench/suite.py: nothing to run (check --only and --budgets)")
+    check_inputs(args.corpora, sorted({c for c, _ in args.plan}), args.plain)
+    facts = machine_facts()
+    total = sum(2 * b for _, b in args.plan)
+    log(f"{len(args.plan)} rows, {total / 60:.1f} min of training plus startup and scoring")
+    rows = []
+    with busy_core(args.busy):
+        for i, (corpus, budget) in enumerate(args.plan):
+            rows.append(run_row(i, corpus, budget, args))
+    date = time.strftime("%Y-%m-%d %H:%M")
+    how = [w for w in ("quick" if args.quick else "", "one core busy" if args.busy else "") if w]
+    if args.extra:
+        how.append(f"charrnn extra: `{shlex.join(args.extra)}`")
+    title = f"bench/suite.py {date}" + (f" ({'; '.join(how)})" if how else "")
+    facts_line = f"machine: {facts}"
+    table = format_table(rows)
+    print(title)
+    print(facts_line)
+    print("\n".join(table))
+    if not (args.quick or args.no_append):
+        append_results(args.results, title, facts_line, table)
+        log(f"appended a section to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
