@@ -336,3 +336,38 @@ class Number:
         high = "" if self.high is None else f" <= {self.high:g}"
         text = f"{low}x{high}" if low or high else "any finite value"
         return text + (f"; inf: {self.inf_means}" if self.inf_means else "")
+
+
+# ------------------------------------------------------------------------------ shared options
+
+
+def encoding_option(help: str) -> Any:
+    """``--encoding CODEC`` (utf-8), checked at parse time."""
+    return typer.Option("utf-8", "--encoding", parser=codec, help=help, metavar="CODEC")
+
+
+def errors_option(help: str) -> Any:
+    """``--errors strict|replace|ignore`` (strict), checked at parse time."""
+    from ..data import DECODE_ERRORS
+
+    return typer.Option(
+        "strict",
+        "--errors",
+        parser=Choice(DECODE_ERRORS),
+        help=help,
+        metavar=choices(DECODE_ERRORS),
+    )
+
+
+def device_param() -> Any:
+    """``--device auto|cpu|cuda|cuda:N`` (auto), checked at parse time."""
+    return typer.Option(
+        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
+    )
+
+
+def threads_param(help: str = "CPU threads.") -> Any:
+    """``--threads N`` (None: the command's own default), 1 to MAX_THREADS."""
+    return typer.Option(
+        None, "--threads", parser=Number(int, 1, MAX_THREADS), help=help, metavar="N"
+    )

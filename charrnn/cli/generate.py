@@ -9,28 +9,26 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .. import checkpoint as ck
-from ..data import DECODE_ERRORS
 from ..vocab import show_chars
 from .common import (
     MAX_BATCH,
     MAX_SAMPLES,
     MAX_SEED,
-    MAX_THREADS,
-    Choice,
     Number,
     PacedWriter,
     StdoutClosed,
-    choices,
-    codec,
     device_option,
-    device_spec,
+    device_param,
+    encoding_option,
     err,
+    errors_option,
     fail,
     find_checkpoint,
     format_table,
     out_or_quiet,
     set_threads,
     silence_stdout,
+    threads_param,
     write_out,
 )
 
@@ -106,22 +104,10 @@ def sample_command(
         help="End a sample where this string appears (not printed).",
         metavar="TEXT",
     ),
-    encoding: str = typer.Option(
-        "utf-8", "--encoding", parser=codec, help="Text encoding of --prime-file.", metavar="CODEC"
-    ),
-    errors: str = typer.Option(
-        "strict",
-        "--errors",
-        parser=Choice(DECODE_ERRORS),
-        help="On undecodable bytes in --prime-file: strict, replace or ignore.",
-        metavar=choices(DECODE_ERRORS),
-    ),
-    device: str = typer.Option(
-        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", parser=Number(int, 1, MAX_THREADS), help="CPU threads.", metavar="N"
-    ),
+    encoding: str = encoding_option("Text encoding of --prime-file."),
+    errors: str = errors_option("On undecodable bytes in --prime-file: strict, replace or ignore."),
+    device: str = device_param(),
+    threads: int | None = threads_param(),
 ) -> None:
     """Generate text from a trained model, streamed to stdout."""
     from ..data import read_text
@@ -187,22 +173,10 @@ def eval_command(
         metavar="RUN",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    encoding: str = typer.Option(
-        "utf-8", "--encoding", parser=codec, help="Text encoding of the files.", metavar="CODEC"
-    ),
-    errors: str = typer.Option(
-        "strict",
-        "--errors",
-        parser=Choice(DECODE_ERRORS),
-        help="On undecodable bytes: strict, replace or ignore.",
-        metavar=choices(DECODE_ERRORS),
-    ),
-    device: str = typer.Option(
-        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", parser=Number(int, 1, MAX_THREADS), help="CPU threads.", metavar="N"
-    ),
+    encoding: str = encoding_option("Text encoding of the files."),
+    errors: str = errors_option("On undecodable bytes: strict, replace or ignore."),
+    device: str = device_param(),
+    threads: int | None = threads_param(),
     exact: bool = typer.Option(
         False, "--exact", help="One stream, state carried through each file (slow on a CPU)."
     ),

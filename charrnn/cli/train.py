@@ -12,7 +12,6 @@ import typer
 # Only torch-free modules at import: every command's --help, and the other commands, must not
 # pay for torch. What trains is imported when a training starts.
 from ..config import CELLS, DEFAULT_CELL, PRECISIONS, SCHEDULES
-from ..data import DECODE_ERRORS
 from ..errors import CharRNNError
 from ..tokenizers import TOKENIZERS
 from .common import (
@@ -21,18 +20,19 @@ from .common import (
     MAX_RATE,
     MAX_SEED,
     MAX_SUBWORDS,
-    MAX_THREADS,
     MAX_WIDTH,
     Choice,
     Number,
     checkpoints_root,
-    codec,
     device_option,
-    device_spec,
+    device_param,
+    encoding_option,
     err,
+    errors_option,
     live_display,
     parse_duration,
     set_threads,
+    threads_param,
 )
 from .common import (
     choices as _choices,
@@ -200,9 +200,7 @@ def train_command(
     seed: int | None = typer.Option(
         None, "--seed", parser=Number(int, 0, MAX_SEED), help="Random seed [1337].", metavar="N"
     ),
-    device: str = typer.Option(
-        "auto", "--device", parser=device_spec, help="auto, cpu, cuda or cuda:N.", metavar="DEVICE"
-    ),
+    device: str = device_param(),
     precision: str | None = typer.Option(
         None,
         "--precision",
@@ -210,13 +208,7 @@ def train_command(
         help="Autocast precision [bf16 on GPUs that have it, else fp32].",
         metavar=_choices(PRECISIONS),
     ),
-    threads: int | None = typer.Option(
-        None,
-        "--threads",
-        parser=Number(int, 1, MAX_THREADS),
-        help="CPU threads [the faster of 1 and all, measured].",
-        metavar="N",
-    ),
+    threads: int | None = threads_param("CPU threads [the faster of 1 and all, measured]."),
     out: str | None = typer.Option(
         None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>].", metavar="DIR"
     ),
@@ -237,16 +229,8 @@ def train_command(
         help="Stop after N validations in a row without a new best [off].",
         metavar="N",
     ),
-    encoding: str = typer.Option(
-        "utf-8", "--encoding", parser=codec, help="Text encoding of the corpus.", metavar="CODEC"
-    ),
-    errors: str = typer.Option(
-        "strict",
-        "--errors",
-        parser=Choice(DECODE_ERRORS),
-        help="On undecodable bytes: strict, replace or ignore.",
-        metavar=_choices(DECODE_ERRORS),
-    ),
+    encoding: str = encoding_option("Text encoding of the corpus."),
+    errors: str = errors_option("On undecodable bytes: strict, replace or ignore."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
     sample_every: int | None = typer.Option(
         None,
