@@ -110,14 +110,22 @@ def metrics_every(eval_every: int) -> int:
 class MetricsRecorder:
     """A training callback that turns events into metrics.jsonl records.
 
-    ``clock()`` gives (seconds of training over all sessions, tokens seen) at the moment of the
-    event; step records are written every ``every`` steps only.
+    ``clock()`` gives (seconds of training over all sessions, characters seen) at the moment of
+    the event; step records are written every ``every`` steps only. ``chars_per_token`` turns the
+    events' token rates into characters per second (1 for the character tokenizer).
     """
 
-    def __init__(self, log: MetricsLog, every: int, clock: Callable[[], tuple[float, int]]):
+    def __init__(
+        self,
+        log: MetricsLog,
+        every: int,
+        clock: Callable[[], tuple[float, int]],
+        chars_per_token: float = 1.0,
+    ) -> None:
         self.log = log
         self.every = every
         self.clock = clock
+        self.chars_per_token = chars_per_token
         self.last_step: Stepped | None = None
 
     def __call__(self, event: Event) -> None:
@@ -141,10 +149,12 @@ class MetricsRecorder:
             self.last_step = event
             if event.step % self.every:
                 return None
-            train = _train_fields(event.loss, event.loss_per_char, event)
+            train = _train_fields(event.loss, event.loss_per_char, event, self.chars_per_token)
             return {"event": "step", **common, "epoch": _sig(event.epoch), **train}
         if isinstance(event, Evaluated):
-            train = _train_fields(event.train_loss, event.train_loss_per_char, self.last_step)
+            train = _train_fields(
+                event.train_loss, event.train_loss_per_char, self.last_step, self.chars_per_token
+            )
             return {
                 "event": "eval",
                 **common,
@@ -160,11 +170,11 @@ class MetricsRecorder:
 
 
 def _train_fields(
-    loss: float | None, loss_per_char: float | None, last: Stepped | None
+    loss: float | None, loss_per_char: float | None, last: Stepped | None, chars_per_token: float
 ) -> dict[str, Any]:
     return {
         "train_loss": _sig(loss),
         "train_bits_per_char": None if loss_per_char is None else _sig(bits(loss_per_char)),
         "lr": None if last is None else _sig(last.lr),
-        "chars_per_sec": None if last is None else round(last.tokens_per_sec),
+        "chars_per_sec": None if last is None else round(last.tokens_per_sec * chars_per_token),
     }

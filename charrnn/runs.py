@@ -168,13 +168,14 @@ class Run:
     def metrics(self, state: TrainerState) -> dict[str, Any]:
         """The ``metrics`` section of config.json: losses per token (``*_loss``) and the
         per-character figures of the last and the best validation (see units.py)."""
-        m = dict(self.last_metrics)
+        m, cpt = dict(self.last_metrics), self.corpus.train_chars_per_token
         train_per_char = None
         if state.train_loss is not None:
-            train_per_char = nats_per_char(state.train_loss, self.corpus.train_chars_per_token)
+            train_per_char = nats_per_char(state.train_loss, cpt)
         m.update(
             step=state.step,
             tokens=state.tokens,
+            characters_seen=round(state.tokens * cpt),
             elapsed=round(state.elapsed, 3),
             train_loss=state.train_loss,
             train_nats_per_char=train_per_char,
@@ -196,17 +197,20 @@ class Run:
             self.save(self.trainer.state, best=event.is_best)
 
     def _clock(self) -> tuple[float, int]:
+        """(seconds of training, characters seen): tokens times the corpus's characters per
+        token for subword runs, exact for characters."""
         assert self.trainer is not None
-        return self.trainer.state.elapsed, self.trainer.state.tokens
+        s = self.trainer.state
+        return s.elapsed, round(s.tokens * self.corpus.train_chars_per_token)
 
     def train(
         self, callbacks: Sequence[Callback] = (), should_stop: Callable[[], bool] | None = None
     ) -> TrainerState:
         """Train until a limit or ``should_stop()``; the last state is always saved. The run
         ends here: its folder's lock is released when this returns or raises."""
-        recorder = MetricsRecorder(
-            self.metrics_log, metrics_every(self.train_config.eval_every), self._clock
-        )
+        every = metrics_every(self.train_config.eval_every)
+        cpt = self.corpus.train_chars_per_token
+        recorder = MetricsRecorder(self.metrics_log, every, self._clock, cpt)
         mine: list[Callback] = [recorder] if self.dist.is_main else []
         self.trainer = Trainer(
             self.model,

@@ -345,6 +345,7 @@ def test_info_and_runs_of_subword_runs_are_per_character(
     r = invoke(["info", str(out), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
+    metrics = info["metrics"]
     per_char, per_token = (
         info["metrics"]["val_bits_per_char"],
         info["metrics"]["val_bits_per_token"],
@@ -353,7 +354,9 @@ def test_info_and_runs_of_subword_runs_are_per_character(
     assert info["validation"]["bits_per_char"] == pytest.approx(per_char)
     assert info["validation"]["perplexity"] == pytest.approx(2**per_char, rel=1e-6)
     text_out = invoke(["info", str(out)]).stdout
-    assert f"{per_char:.4f} bits/char" in text_out and "tokens seen" in text_out
+    assert f"{per_char:.4f} bits/char" in text_out
+    seen = metrics["characters_seen"]
+    assert seen > metrics["tokens"] and f"{seen:,} characters seen" in text_out
     runs = json.loads(invoke(["runs", str(tmp_path), "--json"]).stdout)
     best = info["metrics"]["best_val_bits_per_char"]
     assert runs[0]["best_val_bits_per_char"] == pytest.approx(best) and best <= per_char + 1e-9

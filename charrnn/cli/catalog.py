@@ -166,7 +166,12 @@ def info_text(d: dict[str, Any]) -> str:
     if met:
         summary = f"step {met.get('step', '-')}"
         if met.get("tokens") is not None:
-            summary += f", {met['tokens']:,} {'characters' if kind == 'char' else 'tokens'} seen"
+            seen = met.get("characters_seen")  # older checkpoints: tokens only
+            summary += (
+                f", {seen:,} characters seen"
+                if seen is not None
+                else (f", {met['tokens']:,} {'characters' if kind == 'char' else 'tokens'} seen")
+            )
         if met.get("elapsed") is not None:
             summary += f", {format_duration(met['elapsed'])} of training"
         lines.append(f"progress    {summary}")

@@ -44,6 +44,7 @@ class Reporter:
         self.last_bits: float | None = None
         self.last_is_best = False
         self.best_bits = best_bits_per_char(run.last_metrics) if run.resumed else None
+        self.chars_per_token = run.corpus.train_chars_per_token  # 1 for characters
         self.evaluations = 0
         self.last_line = time.perf_counter()
         self.first: tuple[float, float] | None = None  # (session seconds, progress) at step 1
@@ -64,7 +65,7 @@ class Reporter:
         verb = "resuming" if r.resumed else "training"
         err.print(
             f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
-            f"parameters) on {r.corpus.info['train_chars']:,} characters, vocabulary "
+            f"parameters) on {r.corpus.train_text_chars:,} characters, vocabulary "
             f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
             f"device {device}; stops at {' or '.join(limits)}",
             markup=False,
@@ -119,7 +120,7 @@ class Reporter:
         return (
             f"loss {event.loss_per_char:.3f} = {bits(event.loss_per_char):.3f} bpc  "
             f"{self.val_text()}  "
-            f"lr {event.lr:.2e}  {_k(event.tokens_per_sec)} chars/s"
+            f"lr {event.lr:.2e}  {_k(event.tokens_per_sec * self.chars_per_token)} chars/s"
         )
 
     # -- events ----------------------------------------------------------------------------
@@ -215,7 +216,8 @@ class Reporter:
             why = f"patience: no better validation in {r.train_config.patience} evaluations"
         lines = [
             f"done ({why}): {state.step} steps, "
-            f"{state.tokens:,} characters seen, {format_duration(time.perf_counter() - self.t0)}",
+            f"{m['characters_seen']:,} characters seen, "
+            f"{format_duration(time.perf_counter() - self.t0)}",
         ]
         tl = m.get("train_nats_per_char")
         if tl is not None:
