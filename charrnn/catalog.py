@@ -16,6 +16,7 @@ from typing import Any
 from . import checkpoint as ck
 from .config import ModelConfig, parameters_of
 from .errors import CheckpointError
+from .tensorfile import check_header, read_arrays
 from .units import best_bits_per_char, bits, perplexity_of
 from .vocab import UNK
 
@@ -100,7 +101,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
 
 def _first_problem(ckpt: Path) -> str | None:
     """The first problem of a checkpoint's files, headers only (see checkpoint.problems)."""
-    found = ck.problems(ckpt, weights=False)
+    found = checkpoint_problems(ckpt, weights=False)
     return found[0] if found else None
 
 
@@ -197,7 +198,7 @@ def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
         "metrics": metrics,
         "validation": validation_figures(metrics),
         "files": files,
-        "problems": ck.problems(ckpt),  # empty when every file reads and checks out
+        "problems": checkpoint_problems(ckpt),  # empty when every file reads and checks out
     }
 
 
@@ -219,6 +220,37 @@ def validation_figures(metrics: dict[str, Any]) -> dict[str, Any]:
 def _finite(x: float) -> float | None:
     """JSON has no NaN: an unknown figure (e.g. the entropy of subword pieces) is None."""
     return x if math.isfinite(x) else None
+
+
+def checkpoint_problems(ckpt: Path, weights: bool = True) -> list[str]:
+    """What is wrong with a checkpoint folder, one line each (empty: nothing found): config,
+    vocabulary and trainer state (valid JSON), every safetensors file's header (names, shapes and
+    dtypes of the model's), and with ``weights`` the model's values too (finite). Never raises
+    for a damaged file."""
+    ckpt = Path(ckpt)
+    try:
+        _, mc, _ = ck.read_model_config(ckpt)
+    except CheckpointError as e:
+        return [str(e)]
+    found = []
+    if (ckpt / ck.TRAINER_STATE).exists():
+        try:
+            ck.read_json(ckpt / ck.TRAINER_STATE)
+        except CheckpointError as e:
+            found.append(str(e))
+    checks: list[tuple[str, Any]] = [(ck.MODEL, ck.expected_weights(mc))]
+    checks += [
+        (name, None) for name in (ck.OPTIMIZER, ck.TRAINER_TENSORS) if (ckpt / name).exists()
+    ]
+    for name, expected in checks:
+        try:
+            if name == ck.MODEL and weights:
+                read_arrays(ckpt / name, expected)
+            else:
+                check_header(ckpt / name, expected)
+        except CheckpointError as e:
+            found.append(str(e))
+    return found
 
 
 def local_time(unix: float) -> str:

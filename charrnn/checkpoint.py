@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
 from .config import ModelConfig, weight_shapes
 from .errors import CheckpointError
-from .tensorfile import check_header, read_arrays, read_tensors
+from .tensorfile import read_arrays, read_tensors
 from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
 from .vocab import Vocab
 
@@ -346,7 +346,7 @@ def load_vocab(ckpt: Path, config: dict[str, Any] | None = None) -> Tokenizer:
         raise CheckpointError(f"{path}: not a valid vocabulary ({e})") from None
 
 
-def _read_model_config(ckpt: Path) -> tuple[dict[str, Any], ModelConfig, Tokenizer]:
+def read_model_config(ckpt: Path) -> tuple[dict[str, Any], ModelConfig, Tokenizer]:
     """config.json (format version checked), its model config and the vocabulary, checked
     against each other: everything but the weights."""
     config = read_config(ckpt)
@@ -370,35 +370,12 @@ def expected_weights(mc: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
     return {name: (shape, "F32") for name, shape in weight_shapes(mc).items()}
 
 
-def problems(ckpt: Path, weights: bool = True) -> list[str]:
-    """What is wrong with a checkpoint folder, one line each (empty: nothing found): config and
-    vocabulary, then every safetensors file's header (names, shapes and dtypes of the model's),
-    and with ``weights`` the model's values too (finite). Never raises for a damaged file."""
-    ckpt = Path(ckpt)
-    try:
-        _, mc, _ = _read_model_config(ckpt)
-    except CheckpointError as e:
-        return [str(e)]
-    found = []
-    checks: list[tuple[str, Any]] = [(MODEL, expected_weights(mc))]
-    checks += [(name, None) for name in (OPTIMIZER, TRAINER_TENSORS) if (ckpt / name).exists()]
-    for name, expected in checks:
-        try:
-            if name == MODEL and weights:
-                read_arrays(ckpt / name, expected)
-            else:
-                check_header(ckpt / name, expected)
-        except CheckpointError as e:
-            found.append(str(e))
-    return found
-
-
 def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
     from .model import CharRNN
 
     ckpt = resolve_checkpoint(Path(path))
-    config, mc, vocab = _read_model_config(ckpt)
+    config, mc, vocab = read_model_config(ckpt)
     tensors = read_tensors(ckpt / MODEL, expected_weights(mc))
     model = CharRNN(mc)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
@@ -427,7 +404,7 @@ def load_arrays(path: Path) -> LoadedArrays:
     from .npmodel import ArrayModel
 
     ckpt = resolve_checkpoint(Path(path))
-    config, mc, vocab = _read_model_config(ckpt)
+    config, mc, vocab = read_model_config(ckpt)
     arrays = read_arrays(ckpt / MODEL, expected_weights(mc))
     return LoadedArrays(ckpt, ArrayModel(mc, arrays), vocab, config)
 

@@ -233,6 +233,10 @@ def check_sources(spec: CorpusSpec) -> None:
         raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
     if spec.sources.count(STDIN) > 1:
         raise CorpusError("standard input (-) can be named only once")
+    if spec.val == STDIN:
+        raise CorpusError(
+            "--val - : the validation text must be a file (standard input is read once)"
+        )
     for p in spec.sources:
         if p != STDIN and not Path(p).is_file():
             read_text(p)  # raises the precise error (missing, a directory, unreadable)
@@ -278,7 +282,8 @@ def _split(spec: CorpusSpec, notes: list[str]) -> _Split:
         val_desc = f"the last {spec.val_fraction:g} of the corpus"
     if split.train_chars < 2:
         raise CorpusError(
-            f"{name}: only {split.train_chars} training characters; at least 2 are needed"
+            f"{name}: only {split.train_chars} training character"
+            f"{'s' if split.train_chars != 1 else ''}; at least 2 are needed"
         )
     if (spec.val is not None or spec.val_fraction > 0) and split.val_chars < 2:
         raise CorpusError(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from .config import CELLS, DEFAULT_CELL, ModelConfig
 from .corpus import CorpusSpec
 from .data import fit_batch
-from .errors import CharRNNError
+from .errors import OptionError
 from .tokenizers import TOKENIZERS
 from .training import TrainConfig
 
@@ -74,7 +74,7 @@ class TrainRequest:
         if self.max_epochs is not None and math.isinf(self.max_epochs) and self.max_epochs > 0:
             object.__setattr__(self, "max_epochs", None)
         if self.patience is not None and self.patience < 1:
-            raise CharRNNError(f"--patience {self.patience}: expected 1 or more evaluations")
+            raise OptionError(f"--patience {self.patience}: expected 1 or more evaluations")
 
     def corpus_spec(self) -> CorpusSpec:
         """The corpus part of the request."""
@@ -165,11 +165,11 @@ def expected_epochs(tc: TrainConfig, n_train: int, step_seconds: float) -> float
 
 
 def check_choices(req: TrainRequest) -> None:
-    """Refuse a tokenizer or cell charrnn does not have (CharRNNError)."""
+    """Refuse a tokenizer or cell charrnn does not have (OptionError)."""
     if req.tokenizer not in TOKENIZERS:
-        raise CharRNNError(f"--tokenizer {req.tokenizer}: expected {', '.join(TOKENIZERS)}")
+        raise OptionError(f"--tokenizer {req.tokenizer}: expected {', '.join(TOKENIZERS)}")
     if req.cell is not None and req.cell not in CELLS:
-        raise CharRNNError(f"--cell {req.cell}: expected one of {', '.join(CELLS)}")
+        raise OptionError(f"--cell {req.cell}: expected one of {', '.join(CELLS)}")
 
 
 def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
@@ -180,7 +180,7 @@ def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> Model
     embed = req.embed_dim or embed_dim(vocab_size)
     if req.tie_weights:
         if req.embed_dim is not None and req.embed_dim != hidden:
-            raise CharRNNError("--tie-weights needs --embed-dim equal to --hidden")
+            raise OptionError("--tie-weights needs --embed-dim equal to --hidden")
         embed = hidden
     return ModelConfig(
         vocab_size=vocab_size,
@@ -201,9 +201,10 @@ def auto_train_config(
     fit = fit_batch(n_train, req.batch_size or DEFAULT_BATCH, req.seq_len or DEFAULT_SEQ_LEN)
     notice = None
     if fit.shrunk:
+        unit = "character" if req.tokenizer == "char" else "token"
         notice = (
-            f"corpus is small ({n_train} training characters): using {fit.batch_size} streams of "
-            f"{fit.seq_len}-character windows"
+            f"corpus is small ({n_train} training {unit}s): using {fit.batch_size} "
+            f"stream{'s' if fit.batch_size > 1 else ''} of {fit.seq_len}-{unit} windows"
         )
     max_time = req.max_time
     if max_time is None and req.max_steps is None and req.max_epochs is None:
@@ -241,11 +242,15 @@ RESUME_FIXED = (
 
 
 def check_resume_request(req: TrainRequest, run_dir: object) -> None:
-    """Refuse options a resumed run cannot change (CharRNNError naming the first one)."""
+    """Refuse options a resumed run cannot change (OptionError naming the first one)."""
+    if req.corpus:
+        raise OptionError(
+            f"--resume continues {run_dir} on the corpus it was started with; name no FILE"
+        )
     fixed = [name for name in RESUME_FIXED if getattr(req, name) is not None]
-    if fixed or req.corpus:
-        what = "the corpus" if req.corpus else "--" + fixed[0].replace("_", "-")
-        raise CharRNNError(
+    if fixed:
+        what = "--" + fixed[0].replace("_", "-")
+        raise OptionError(
             f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
             "(only --max-time, --max-steps, --max-epochs, --eval-every, --patience, --device, "
             "--threads)"

@@ -17,3 +17,8 @@ class CheckpointError(CharRNNError):
 
 class TrainingError(CharRNNError):
     """Training cannot go on (diverged, corpus too small for the requested run, ...)."""
+
+
+class OptionError(CharRNNError):
+    """Options that do not go together, or a value the library refuses: a usage error (the CLI
+    exits 2, as for any bad option value)."""

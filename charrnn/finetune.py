@@ -28,7 +28,7 @@ import torch
 from . import catalog, defaults
 from . import checkpoint as ck
 from .defaults import TrainRequest
-from .errors import CharRNNError, CheckpointError
+from .errors import CheckpointError, OptionError
 from .model import CharRNN, ModelConfig
 from .tokenizers import Tokenizer, tokenizer_info
 from .training import TrainConfig
@@ -72,7 +72,7 @@ def prepare(req: TrainRequest) -> tuple[TrainRequest, Parent | None]:
     if req.init_from is None:
         return req, None
     if req.resume is not None:
-        raise CharRNNError("--init-from starts a new run; it cannot go with --resume")
+        raise OptionError("--init-from starts a new run; it cannot go with --resume")
     try:
         loaded = ck.load_model(Path(req.init_from), "cpu")
     except CheckpointError as e:
@@ -112,14 +112,14 @@ def check_request(req: TrainRequest, mc: ModelConfig, vocab: Tokenizer) -> None:
         given = f"{option} {value}"
         if isinstance(value, bool):
             given = option if value else f"--no-{option[2:]}"
-        raise CharRNNError(
+        raise OptionError(
             f"--init-from: {given} conflicts with the model it starts from ({mc.cell.upper()} "
             f"{mc.layers}x{mc.hidden}, embedding {mc.embed_dim}{', tied' if mc.tie_weights else ''}"
             "); a fine-tuned run keeps its cell, layers, hidden, embed-dim and tie-weights"
         )
     if req.tokenizer != "char" or req.vocab_size != TrainRequest.vocab_size:
         kind = tokenizer_info(vocab)["type"]
-        raise CharRNNError(
+        raise OptionError(
             f"--init-from: a fine-tuned run keeps the tokenizer of the model it starts from "
             f"({kind}); --tokenizer and --vocab-size cannot be given"
         )

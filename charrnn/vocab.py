@@ -119,7 +119,7 @@ class Vocab:
 def show_chars(chars: Sequence[str], limit: int = 5) -> str:
     """Characters for a message: ``'ж', '€', U+0007 and 3 more`` (controls and blanks as code
     points, so that nothing invisible is shown)."""
-    shown = [repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars]
+    shown = [f"'{c}'" if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars]
     more = len(shown) - limit
     head = ", ".join(shown[:limit])
     return f"{head} and {more} more" if more > 0 else head

@@ -242,7 +242,7 @@ def test_stop_string_at_the_start_never_gives_an_empty_sample(trained_run: Path)
 def test_stop_string_the_model_cannot_write_is_noted(trained_run: Path) -> None:
     r = invoke(["sample", "-c", str(trained_run), "--length", "20", "--stop", "\\n"])
     assert r.exit_code == 0
-    assert "--stop '\\\\n' holds characters the model never writes ('\\\\')" in r.output
+    assert "--stop '\\n' holds characters the model never writes ('\\'): it cannot" in r.output
     assert "write --stop $'\\n'" in r.output
 
 

@@ -109,13 +109,13 @@ def test_copy_refuses_another_architecture() -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--hidden", "32"], 1, "--init-from: --hidden 32 conflicts with the model it starts from"),
-        (["--cell", "lstm"], 1, "--init-from: --cell lstm conflicts with the model"),
-        (["--layers", "2"], 1, "--init-from: --layers 2 conflicts"),
-        (["--embed-dim", "64"], 1, "--init-from: --embed-dim 64 conflicts"),
-        (["--tie-weights"], 1, "--init-from: --tie-weights conflicts"),
+        (["--hidden", "32"], 2, "--init-from: --hidden 32 conflicts with the model it starts from"),
+        (["--cell", "lstm"], 2, "--init-from: --cell lstm conflicts with the model"),
+        (["--layers", "2"], 2, "--init-from: --layers 2 conflicts"),
+        (["--embed-dim", "64"], 2, "--init-from: --embed-dim 64 conflicts"),
+        (["--tie-weights"], 2, "--init-from: --tie-weights conflicts"),
         (["--tokenizer", "bpe"], 2, "keeps the tokenizer of the model it starts from"),
-        (["--resume", "RUN"], 1, "--init-from cannot be changed"),
+        (["--resume", "RUN"], 2, "--init-from cannot be changed"),
     ],
 )
 def test_options_that_conflict_with_the_parent_are_refused(

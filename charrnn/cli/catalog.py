@@ -163,28 +163,7 @@ def info_text(d: dict[str, Any]) -> str:
         f"tokenizer   {kind}, {vocab['size']} entries{entropy}",
         f"vocabulary  {shown}" + (f"  (+{more} more)" if more > 0 else ""),
     ]
-    if met:
-        summary = f"step {met.get('step', '-')}"
-        if met.get("tokens") is not None:
-            seen = met.get("characters_seen")  # older checkpoints: tokens only
-            summary += (
-                f", {seen:,} characters seen"
-                if seen is not None
-                else (f", {met['tokens']:,} {'characters' if kind == 'char' else 'tokens'} seen")
-            )
-        if met.get("elapsed") is not None:
-            summary += f", {format_duration(met['elapsed'])} of training"
-        lines.append(f"progress    {summary}")
-        v = d["validation"]
-        if v["nats_per_char"] is not None:
-            lines.append(
-                f"val         {v['nats_per_char']:.4f} nats/char = {v['bits_per_char']:.4f} "
-                f"bits/char, perplexity {v['perplexity']:.3f}"
-            )
-        if v["best_bits_per_char"] is not None:
-            lines.append(
-                f"best val    {v['best_bits_per_char']:.4f} bits/char (step {v['best_step']})"
-            )
+    lines += _progress_lines(met, d["validation"], kind)
     for title, section in (
         ("model config", m),
         ("training arguments", d["training"]),
@@ -200,6 +179,31 @@ def info_text(d: dict[str, Any]) -> str:
     width = max((len(k) for k in d["files"]), default=0)
     lines += [f"  {k.ljust(width)}  {human_bytes(n)}" for k, n in d["files"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _progress_lines(met: dict[str, Any], v: dict[str, Any], kind: str) -> list[str]:
+    """The progress and validation lines of ``info`` (none for a checkpoint without metrics)."""
+    if not met:
+        return []
+    lines = []
+    summary = f"step {met.get('step', '-')}"
+    if met.get("tokens") is not None:
+        seen = met.get("characters_seen")  # older checkpoints: tokens only
+        if seen is None:
+            summary += f", {met['tokens']:,} {'characters' if kind == 'char' else 'tokens'} seen"
+        else:
+            summary += f", {seen:,} characters seen"
+    if met.get("elapsed") is not None:
+        summary += f", {format_duration(met['elapsed'])} of training"
+    lines.append(f"progress    {summary}")
+    if v["nats_per_char"] is not None:
+        lines.append(
+            f"val         {v['nats_per_char']:.4f} nats/char = {v['bits_per_char']:.4f} "
+            f"bits/char, perplexity {v['perplexity']:.3f}"
+        )
+    if v["best_bits_per_char"] is not None:
+        lines.append(f"best val    {v['best_bits_per_char']:.4f} bits/char (step {v['best_step']})")
+    return lines
 
 
 def info_command(

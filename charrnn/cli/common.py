@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 
 from .. import checkpoint as ck
-from ..errors import CharRNNError, CheckpointError
+from ..errors import CharRNNError, CheckpointError, OptionError
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -203,7 +203,7 @@ def user_errors(fn: F) -> F:
             if debug_enabled():
                 traceback.print_exc()
             err.print(f"charrnn: error: {e}", markup=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(e, OptionError) else 1) from None
         except KeyboardInterrupt:
             if debug_enabled():
                 traceback.print_exc()
@@ -332,8 +332,9 @@ class Number:
 
     def describe(self) -> str:
         """The accepted values, e.g. ``0 < x <= 1`` or ``x >= 0; inf: no clipping``."""
-        low = "" if self.low is None else f"{self.low:g} {'<' if self.open_low else '<='} "
-        high = "" if self.high is None else f" <= {self.high:g}"
+        show = (lambda v: f"{int(v):,}") if self.kind is int else (lambda v: f"{v:g}")
+        low = "" if self.low is None else f"{show(self.low)} {'<' if self.open_low else '<='} "
+        high = "" if self.high is None else f" <= {show(self.high)}"
         text = f"{low}x{high}" if low or high else "any finite value"
         return text + (f"; inf: {self.inf_means}" if self.inf_means else "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +156,8 @@ def _check_stop(stop: str | None, vocab: Any) -> None:
     if unseen:
         hint = " (for a newline in bash, write --stop $'\\n')" if "\\n" in (stop or "") else ""
         err.print(
-            f"charrnn: note: --stop {stop!r} holds characters the model never writes "
-            f"({show_chars(unseen)}): it cannot match{hint}",
+            f"charrnn: note: --stop {shlex.quote(stop or '')} holds characters the model never "
+            f"writes ({show_chars(unseen)}): it cannot match{hint}",
             markup=False,
         )
 
@@ -206,6 +207,8 @@ def eval_command(
 
     if files.count("-") > 1:
         raise typer.BadParameter("standard input (-) can be named only once")
+    if exact and streams not in (1, 64):
+        raise typer.BadParameter("--exact is one stream: leave out --streams", param_hint="--exact")
     streams = 1 if exact else streams
     set_threads(threads)
     loaded = ck.load_model(find_checkpoint(checkpoint), device_option(device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 from types import FrameType
@@ -364,6 +365,8 @@ def _train(
         reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
     if stop["signal"] is not None:
         if d.is_main:
-            err.print(f"resume with: charrnn train --resume {run.run_dir}", markup=False)
+            err.print(
+                f"resume with: charrnn train --resume {shlex.quote(str(run.run_dir))}", markup=False
+            )
         sys.stderr.flush()
         raise typer.Exit(130 if stop["signal"] == signal.SIGINT else 143)

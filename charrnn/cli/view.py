@@ -10,6 +10,7 @@ lines: one per evaluation and a progress line every :data:`PLAIN_EVERY` seconds.
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from typing import Any
 
@@ -231,6 +232,6 @@ class Reporter:
         best = ck.read_pointer(r.run_dir, ck.BEST)  # the pointer is the one source of truth
         lines.append(f"checkpoints: {r.run_dir} (best: {best or '-'})")
         lines.append(f"metrics: {r.metrics_log.path}")
-        lines.append(f"sample with: charrnn sample -c {r.run_dir}")
+        lines.append(f"sample with: charrnn sample -c {shlex.quote(str(r.run_dir))}")
         for line in lines:
             err.print(line, markup=False)
