@@ -235,7 +235,7 @@ def check_sources(spec: CorpusSpec) -> None:
         raise CorpusError("standard input (-) can be named only once")
     if spec.val == STDIN:
         raise CorpusError(
-            "--val - : the validation text must be a file (standard input is read once)"
+            "--val -: the validation text must be a file (standard input is read only once)"
         )
     for p in spec.sources:
         if p != STDIN and not Path(p).is_file():

@@ -385,3 +385,28 @@ def test_info_and_runs_flag_a_truncated_checkpoint(trained_run: Path, tmp_path: 
     assert r.exit_code == 0 and "broken (damaged)" in r.stdout
     assert "broken is damaged: " in r.output
     assert invoke(["info", str(trained_run)]).exit_code == 0  # the intact one is fine
+
+
+def test_conflicting_options_are_usage_errors(
+    corpus: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    cases = [
+        (["train", str(corpus), "--tie-weights", "--embed-dim", "8", "--hidden", "16"], "--tie"),
+        (["train", str(corpus), "--resume", str(trained_run)], "name no FILE"),
+        (["train", "--resume", str(trained_run), "--hidden", "8"], "--hidden cannot be changed"),
+        (["eval-perplexity", str(corpus), "--exact", "--streams", "8"], "--exact"),
+        (["train", str(corpus), "--val", "-", "--out", str(tmp_path / "v")], "--val -: "),
+    ]
+    for args, words in cases:
+        r = invoke(args)
+        assert r.exit_code in (1, 2) and words in r.output, (args, r.output)
+        assert r.exit_code == (1 if "--val" in args else 2), (args, r.exit_code)
+    assert not (tmp_path / "v").exists()
+
+
+def test_hints_quote_a_run_folder_for_the_shell(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "my runs ✓" / "r 1"
+    tiny = ["--hidden", "8", "--layers", "1", "--batch-size", "4", "--max-steps", "2"]
+    r = invoke(["train", str(corpus), "--out", str(out), "--threads", "1", *tiny])
+    assert r.exit_code == 0, r.output
+    assert f"sample with: charrnn sample -c '{out}'" in r.output
