@@ -363,6 +363,9 @@ def _train(
             reporter.progress.stop()
     if d.is_main:
         reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
+    from ..distributed import barrier
+
+    barrier(d)  # every rank done before the process group goes away
     if stop["signal"] is not None:
         if d.is_main:
             err.print(
