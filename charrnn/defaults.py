@@ -99,9 +99,12 @@ def hidden_size(n_train: int) -> int:
     return 128 if n_train < 100_000 else 256 if n_train < 5_000_000 else 512
 
 
-def embed_dim(vocab_size: int) -> int:
-    """64, or 128 for vocabularies over 256 entries (e.g. Chinese text, subword pieces)."""
-    return 64 if vocab_size <= 256 else 128
+def embed_dim(vocab_size: int, hidden: int) -> int:
+    """64, or the hidden size for vocabularies over 256 entries (e.g. Chinese text, subword
+    pieces), whose rarer entries each need a richer input. Measured on zh-prose (~6,000
+    characters, 2x256 GRU, 60 s, one run each, val nats/char): embedding 128 5.415, 256 5.218,
+    against 5.287 for the plain PyTorch loop (which embeds at the hidden size)."""
+    return 64 if vocab_size <= 256 else hidden
 
 
 def dropout(n_train: int) -> float:
@@ -177,7 +180,7 @@ def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> Model
     training characters)."""
     check_choices(req)
     hidden = req.hidden or hidden_size(n_train)
-    embed = req.embed_dim or embed_dim(vocab_size)
+    embed = req.embed_dim or embed_dim(vocab_size, hidden)
     if req.tie_weights:
         if req.embed_dim is not None and req.embed_dim != hidden:
             raise OptionError("--tie-weights needs --embed-dim equal to --hidden")

@@ -95,7 +95,7 @@ def train_command(
         None,
         "--embed-dim",
         parser=Number(int, 1, MAX_WIDTH),
-        help="Embedding size [64; 128 for vocabularies over 256].",
+        help="Embedding size [64; the hidden size for vocabularies over 256].",
         metavar="N",
     ),
     dropout: float | None = typer.Option(
