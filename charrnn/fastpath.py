@@ -124,7 +124,8 @@ def next_token_probs_np(
     top_p: float | None = None,
 ) -> np.ndarray:
     """Sampling distribution (B, V) float32 from logits (B, V): temperature, top-k, top-p, with
-    ``<UNK>`` never drawn; :func:`charrnn.sampling.next_token_probs` (torch) step for step."""
+    ``<UNK>`` never drawn; the one implementation behind both engines (and
+    :func:`charrnn.sampling.next_token_probs`, its torch face)."""
     z = np.array(logits, dtype=np.float32)  # a copy
     z[:, UNK_ID] = -np.inf
     z = (z - z.max(axis=-1, keepdims=True)) / np.float32(temperature)  # max entry is exactly 0
@@ -138,7 +139,9 @@ def next_token_probs_np(
         order = np.argsort(-probs, axis=-1, kind="stable")
         sorted_p = np.take_along_axis(probs, order, axis=-1)
         before = np.cumsum(sorted_p, axis=-1) - sorted_p  # mass of the more likely ones
-        sorted_p[before >= np.float32(top_p)] = 0.0  # the first always stays
+        drop = before >= np.float32(top_p)
+        drop[:, 0] = False  # the likeliest always stays (a tiny p may round to 0 in float32)
+        sorted_p[drop] = 0.0
         probs = np.zeros_like(probs)
         np.put_along_axis(probs, order, sorted_p, axis=-1)
         probs /= probs.sum(axis=-1, keepdims=True)

@@ -83,11 +83,6 @@ class SampleConfig:
             raise ValueError("top_k must be >= 1")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:  # also refuses NaN
             raise ValueError("top_p must be in (0, 1]")
-        if self.top_p is not None and self.top_p < GREEDY_BELOW:
-            # The smallest set reaching a vanishing mass is the likeliest token alone (and
-            # such a p would underflow to 0 in float32).
-            object.__setattr__(self, "top_p", None)
-            object.__setattr__(self, "top_k", 1)
 
 
 def next_token_probs(
@@ -97,24 +92,13 @@ def next_token_probs(
     top_p: float | None = None,
 ) -> torch.Tensor:
     """Sampling distribution (B, V) from logits (B, V); never NaN for any temperature > 0.
-    (The reference in torch; the samplers use :func:`fastpath.next_token_probs_np`.)"""
+    :func:`fastpath.next_token_probs_np` on tensors (computed on the CPU, returned there)."""
     import torch
 
-    z = logits.float()
-    z = z.clone()
-    z[:, UNK_ID] = float("-inf")
-    z = (z - z.max(dim=-1, keepdim=True).values) / temperature  # max entry is exactly 0
-    if top_k is not None and top_k < z.size(-1):
-        kth = torch.topk(z, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        z = z.masked_fill(z < kth, float("-inf"))
-    probs = torch.softmax(z, dim=-1)
-    if top_p is not None and top_p < 1.0:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
-        before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of the more likely ones
-        sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)  # the first always stays
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    return probs
+    probs = fastpath.next_token_probs_np(
+        logits.detach().float().cpu().numpy(), temperature, top_k, top_p
+    )
+    return torch.from_numpy(probs)
 
 
 def _prime(vocab: Tokenizer, prime: str, rng: np.random.Generator) -> tuple[list[int], int, str]:
