@@ -175,15 +175,6 @@ def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left:
     return "\n".join(lines) + "\n"
 
 
-def check_choice(value: str | None, choices: Sequence[str], option: str) -> None:
-    """A usage error (exit 2) unless ``value`` is None or one of the library's ``choices``."""
-    if value is not None and value not in choices:
-        expected = (
-            ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
-        )
-        raise typer.BadParameter(f"expected {expected}", param_hint=option)
-
-
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"charrnn: error: {message}", markup=False)
     raise typer.Exit(code)
@@ -264,30 +255,10 @@ def device_spec(spec: str) -> str:
     return spec
 
 
-def check_codec(encoding: str, option: str = "--encoding") -> None:
-    """A usage error (exit 2) for a text encoding Python does not know."""
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise typer.BadParameter(f"unknown text encoding {encoding!r}", param_hint=option) from None
-
-
-def check_device(spec: str) -> None:
-    """A usage error (exit 2) for a ``--device`` value that names no device (a device this
-    machine lacks is a runtime error, exit 1, when it is resolved)."""
-    from ..device import DEVICE_SPEC  # the standard library only
-
-    if not DEVICE_SPEC.fullmatch(spec.strip().lower()):
-        raise typer.BadParameter(
-            f"{spec!r}: expected auto, cpu, cuda or cuda:N", param_hint="--device"
-        )
-
-
 def device_option(spec: str) -> Any:
-    """``--device`` checked (:func:`check_device`) and resolved to a torch device."""
+    """``--device`` (already checked by :func:`device_spec`) resolved to a torch device."""
     from ..device import resolve_device
 
-    check_device(spec)
     return resolve_device(spec)
 
 
