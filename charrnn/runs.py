@@ -79,7 +79,8 @@ class Run:
         self.created = created
         self.notices = notices
         self.request = request or TrainRequest()
-        self.saved_step: int | None = state.step if state is not None else None
+        # What the newest checkpoint on disk holds: its step, and whether it was saved finished.
+        self.saved: tuple[int, bool] | None = (state.step, state.finished) if state else None
         self.last_saved: Path | None = None
         self.best_path: Path | None = None
         self.trainer: Trainer | None = None
@@ -133,7 +134,7 @@ class Run:
         if self.trainer is not None:
             state = self.trainer.global_state()
         if not self.dist.is_main:
-            self.saved_step = state.step
+            self.saved = (state.step, state.finished)
             return None
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise TrainingError(
@@ -161,7 +162,7 @@ class Run:
             ck.set_pointer(self.run_dir, ck.BEST, name)
             self.best_path = path
         ck.prune(self.run_dir)
-        self.saved_step = state.step
+        self.saved = (state.step, state.finished)
         self.last_saved = path
         return path
 
@@ -241,7 +242,7 @@ class Run:
                 raise
             finally:
                 self.metrics_log.close()
-            if self.saved_step != state.step or state.finished:  # "finished" must reach disk
+            if self.saved != (state.step, state.finished):  # e.g. "finished" not on disk yet
                 self.save(state, best=False)
         finally:
             self.close()
