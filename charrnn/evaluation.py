@@ -91,13 +91,15 @@ class StreamEvaluator:
         self.first_chars: int | None = None  # of the first token, which is never predicted
 
     def _count_chars(self, ids: torch.Tensor, chars: int | None) -> None:
-        if self.lengths is None:
-            per = torch.ones_like(ids)
-        else:
-            per = self.lengths[ids.reshape(-1).long().cpu()]
+        """Add the characters ``ids`` (1-D) encode: ``chars`` when the caller knows them, else
+        one per token, or the pieces' lengths; remember the first token's (never predicted)."""
+        flat = ids.reshape(-1)
         if self.first_chars is None:
-            self.first_chars = int(per[0])
-        self.chars += int(per.sum()) if chars is None else chars
+            self.first_chars = 1 if self.lengths is None else int(self.lengths[int(flat[0])])
+        if chars is None:
+            lengths = self.lengths
+            chars = flat.numel() if lengths is None else int(lengths[flat.long().cpu()].sum())
+        self.chars += chars
 
     @torch.no_grad()
     def feed(self, ids: torch.Tensor, chars: int | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -420,10 +421,10 @@ class _RunningMean:
     """The mean of the last ``n`` values added."""
 
     def __init__(self, n: int = 50) -> None:
-        self.n, self.values = n, list[float]()
+        self.values: deque[float] = deque(maxlen=n)
 
     def add(self, x: float) -> float:
-        self.values = [*self.values[-(self.n - 1) :], x]
+        self.values.append(x)
         return sum(self.values) / len(self.values)
 
 
