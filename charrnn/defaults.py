@@ -27,6 +27,7 @@ DEFAULT_EVAL_EVERY = 200
 EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (see training.py)
 # A new run expected to pass over its corpus at least this many times gets at least this dropout.
 LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
+BF16_MIN_SPEEDUP = 1.1  # bf16 must beat fp32 by this factor; ties and noise keep fp32
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,18 @@ def finetune_learning_rate(cell: str) -> float:
 
 
 def precision(device_type: str, bf16_supported: bool) -> str:
-    """bf16 autocast on CUDA GPUs that support it, else fp32."""
+    """bf16 autocast on CUDA GPUs that support it, else fp32 (on a CPU with native bf16 the
+    precision probe may then choose bf16: :func:`cpu_precision`)."""
     return "bf16" if device_type == "cuda" and bf16_supported else "fp32"
+
+
+def cpu_precision(speedup: float) -> str:
+    """bf16 autocast when the precision probe measured a training step at least
+    BF16_MIN_SPEEDUP times faster than in fp32 (``speedup``: fp32 time / bf16 time), else fp32.
+    bf16 autocast costs no quality per step here: 300 steps of the 2x256 GRU on
+    tinyshakespeare reached 1.6142 nats/char against 1.6172 in fp32; in 60 s it made 634 steps
+    against 405 and reached 1.506 against 1.555 (Intel Xeon with AVX-512 BF16, 2 cores)."""
+    return "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
 
 
 def thread_candidates(cores: int) -> list[int]:

@@ -102,13 +102,22 @@ class PrecisionProbe:
         return self.fp32_seconds / self.bf16_seconds if self.bf16_seconds else 1.0
 
 
-def probe_precision(model: CharRNN, batch: int, seq_len: int) -> PrecisionProbe:
+def probe_precision(model: CharRNN, batch: int, seq_len: int, rounds: int = 2) -> PrecisionProbe:
     """Time a training step of ``model`` (on the CPU, current thread count) in fp32 and, on a CPU
-    with native bf16, under bf16 autocast. Changes nothing in the model or the RNG state."""
+    with native bf16, under bf16 autocast. Changes nothing in the model or the RNG state.
+
+    The two are timed in alternation, ``rounds`` times each after a warm-up of each (bf16's
+    first passes are slow while oneDNN prepares its kernels), and the fastest pass of each
+    counts, so that a busy spell on the machine falls on both."""
     with _probing(model):
         x = torch.randint(0, model.config.vocab_size, (batch, seq_len + 1))
-        fp32 = _step_seconds(model, x, None)
-        bf16 = _step_seconds(model, x, torch.bfloat16) if native_bf16() else None
+        if not native_bf16():
+            return PrecisionProbe(_step_seconds(model, x, None), None)
+        _step_seconds(model, x, torch.bfloat16, 2)  # warm-up
+        fp32, bf16 = float("inf"), float("inf")
+        for _ in range(rounds):
+            fp32 = min(fp32, _step_seconds(model, x, None, 2))
+            bf16 = min(bf16, _step_seconds(model, x, torch.bfloat16, 2))
     return PrecisionProbe(fp32, bf16)
 
 
@@ -119,3 +128,4 @@ class MachineFit:
     threads: int | None  # CPU threads chosen by the probe (None: not probed)
     candidates: tuple[int, ...]  # what the probe compared
     notices: tuple[str, ...]  # choices to tell the user about
+    bf16_speedup: float | None = None  # fp32 / bf16 step time, where the precision was probed

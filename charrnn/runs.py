@@ -12,7 +12,7 @@ prints nothing. The path of ``charrnn train FILE``::
       defaults -> ModelConfig, TrainConfig     the saved TrainConfig, new limits applied
       CharRNN or --init-from's, AdamW    optimizer + trainer state restored (state.py)
                  \\                      /
-                  Run.fit_to_machine()   thread probe, dropout for long runs (new runs)
+                  Run.fit_to_machine()   fitting.py: threads, precision, long-run dropout
                   Run.train()            Trainer.run(); on each Evaluated event and at the end
                                          Run.save() -> checkpoint.write_checkpoint + pointers;
                                          every event -> metrics.jsonl; at its end, unlock
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from . import __version__, defaults, finetune, runfolder
+from . import __version__, defaults, finetune, fitting, runfolder
 from . import checkpoint as ck
 from .corpus import Corpus, check_sources, open_corpus, read_sources, reopen_corpus
 from .defaults import TrainRequest
@@ -39,14 +39,14 @@ from .evaluation import token_lengths
 from .events import Callback, Evaluated, Event, Finished, Stepped
 from .metrics import MetricsLog, MetricsRecorder, metrics_every
 from .model import CharRNN
-from .probes import MachineFit, probe_threads
+from .probes import MachineFit
 from .state import restore_training, training_files
 from .tokenizers import MODEL_FILE, SubwordTokenizer, Tokenizer, tokenizer_info
 from .training import TrainConfig, Trainer, TrainerState, make_optimizer
 from .units import nats_per_char
 from .vocab import Vocab
 
-__all__ = ["MachineFit", "Run", "TrainRequest", "fit_dropout_to_length", "resume_run", "start_run"]
+__all__ = ["MachineFit", "Run", "TrainRequest", "resume_run", "start_run"]
 
 
 class Run:
@@ -110,23 +110,9 @@ class Run:
         }
 
     def fit_to_machine(self, threads: int | None = None) -> MachineFit:
-        """Apply the machine-dependent defaults: the CPU thread count (probed when ``threads``
-        is None on a CPU with several cores) and, for a new run whose dropout was left to the
-        defaults, dropout for a run expected to pass over its corpus many times."""
-        device = next(self.model.parameters()).device
-        cores = torch.get_num_threads()
-        candidates = defaults.thread_candidates(cores)
-        chosen, step_seconds, notices = None, float("inf"), []
-        if threads is None and device.type == "cpu" and cores > 1 and not self.dist.enabled:
-            tc = self.train_config
-            probe = probe_threads(self.model, tc.batch_size, tc.seq_len, candidates)
-            chosen, step_seconds = probe.threads, probe.step_seconds
-        if self.request.dropout is None and not self.dist.enabled:
-            notice = fit_dropout_to_length(self, step_seconds)
-            if notice:
-                notices.append(notice)
-        self.notices.extend(notices)
-        return MachineFit(chosen, tuple(candidates), tuple(notices))
+        """Apply the machine-dependent defaults (threads, precision, dropout) before the
+        first step: :func:`charrnn.fitting.fit_to_machine`."""
+        return fitting.fit_to_machine(self, threads)
 
     def save(self, state: TrainerState, best: bool) -> Path | None:
         """Write a complete checkpoint for ``state`` and move the pointers (rank 0 only; with
@@ -257,21 +243,6 @@ class Run:
         """Remove the run folder this run created if no checkpoint made it to disk."""
         if self.created and self.dist.is_main:
             runfolder.discard_if_empty(self.run_dir)
-
-
-def fit_dropout_to_length(run: Run, step_seconds: float) -> str | None:
-    """Give a new run that will pass over its corpus many times the dropout of
-    :func:`defaults.long_run_dropout` (for a run whose dropout the user left to the defaults);
-    returns a notice when it does."""
-    if run.resumed:
-        return None
-    n_train = int(run.corpus.train_ids.numel())
-    epochs = defaults.expected_epochs(run.train_config, n_train, step_seconds)
-    p = defaults.long_run_dropout(run.model.config.dropout, epochs)
-    if p is None:
-        return None
-    run.model.set_dropout(p)
-    return f"about {epochs:.0f} passes over the corpus expected: dropout {p:g}"
 
 
 def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:

@@ -236,7 +236,7 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
 
 def test_long_runs_get_dropout(tmp_path: Path, small_text: str) -> None:
     from charrnn.defaults import LONG_RUN_DROPOUT, expected_epochs
-    from charrnn.runs import fit_dropout_to_length
+    from charrnn.fitting import fit_dropout_to_length
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])

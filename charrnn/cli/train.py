@@ -206,7 +206,10 @@ def train_command(
         None,
         "--precision",
         parser=Choice(PRECISIONS),
-        help="Autocast precision [bf16 on GPUs that have it, else fp32].",
+        help=(
+            "Autocast precision [bf16 on GPUs that have it and on CPUs with native bf16 "
+            "where it measures faster; else fp32]."
+        ),
         metavar=_choices(PRECISIONS),
     ),
     threads: int | None = threads_param("CPU threads [the faster of 1 and all, measured]."),
@@ -304,12 +307,16 @@ def train_command(
         distributed.teardown(d)
 
 
-def _where(dev: torch.device, d: distributed.Dist, fit: MachineFit) -> str:
-    """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here)``."""
+def _where(dev: torch.device, d: distributed.Dist, fit: MachineFit, precision: str) -> str:
+    """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here),
+    bf16 autocast (1.5x the speed of fp32 here)``."""
     where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
     if fit.threads is not None:
         n, most = fit.threads, max(fit.candidates)
         where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {most} here)"
+    where += ", fp32" if precision == "fp32" else f", {precision} autocast"
+    if fit.bf16_speedup is not None:
+        where += f" (bf16 at {fit.bf16_speedup:.2f}x the speed of fp32 here)"
     return where
 
 
@@ -334,7 +341,7 @@ def _train(
     reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
     fit = run.fit_to_machine(threads)
     if not quiet:
-        reporter.header(_where(dev, d, fit))
+        reporter.header(_where(dev, d, fit, run.train_config.precision))
 
     stop: dict[str, int | None] = {"signal": None}
 

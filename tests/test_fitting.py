@@ -1,0 +1,108 @@
+"""Fitting a run to the machine (charrnn/fitting.py): the precision probe's choice, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charrnn import defaults, fitting
+from charrnn.cli import app
+from charrnn.evaluation import score_text
+from charrnn.probes import PrecisionProbe
+from charrnn.runs import TrainRequest, resume_run, start_run
+
+CPU = torch.device("cpu")
+
+
+def _request(corpus: Path, out: Path, **kw: object) -> TrainRequest:
+    base: dict[str, object] = dict(
+        corpus=(str(corpus),), cell="gru", hidden=32, layers=2, embed_dim=8, dropout=0.0,
+        batch_size=8, seq_len=16, max_steps=6, eval_every=3, warmup=2, out=str(out),
+    )  # fmt: skip
+    base.update(kw)
+    return TrainRequest(**base)  # type: ignore[arg-type]
+
+
+def test_cpu_precision_rule() -> None:
+    assert defaults.cpu_precision(2.0) == "bf16"
+    assert defaults.cpu_precision(defaults.BF16_MIN_SPEEDUP) == "bf16"
+    assert defaults.cpu_precision(1.05) == "fp32"  # a tie, or noise: keep fp32
+    assert defaults.cpu_precision(0.5) == "fp32"  # emulated bf16 is slower
+
+
+@pytest.mark.parametrize(("speedup", "chosen"), [(1.8, "bf16"), (1.02, "fp32")])
+def test_a_new_run_takes_the_precision_the_probe_finds_faster(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch, speedup: float, chosen: str
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:4000])
+    monkeypatch.setattr(fitting, "native_bf16", lambda: True)
+    monkeypatch.setattr(
+        fitting, "probe_precision", lambda m, b, t: PrecisionProbe(0.2, 0.2 / speedup)
+    )
+    run = start_run(_request(corpus, tmp_path / "r"), CPU)
+    fit = run.fit_to_machine(threads=1)
+    assert fit.bf16_speedup == pytest.approx(speedup)
+    assert run.train_config.precision == chosen
+    run.train()
+    saved = json.loads((tmp_path / "r" / "step-00000006" / "config.json").read_text())
+    assert saved["training"]["precision"] == chosen
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())  # weights stay fp32
+
+
+def _no_probe(*args: object) -> PrecisionProbe:
+    raise AssertionError("the precision probe ran")
+
+
+def test_precision_is_not_probed_when_asked_for_resumed_or_not_native(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:4000])
+    monkeypatch.setattr(fitting, "probe_precision", _no_probe)
+    monkeypatch.setattr(fitting, "native_bf16", lambda: True)
+    for asked in ("fp32", "bf16"):
+        run = start_run(_request(corpus, tmp_path / asked, precision=asked), CPU)
+        assert run.fit_to_machine(threads=1).bf16_speedup is None
+        assert run.train_config.precision == asked
+        run.train()
+        run.lock.release()
+    # A resumed run keeps the precision it was saved with.
+    resumed = resume_run(TrainRequest(resume=str(tmp_path / "bf16"), max_steps=8), CPU)
+    assert resumed.fit_to_machine(threads=1).bf16_speedup is None
+    assert resumed.train_config.precision == "bf16"
+    resumed.lock.release()
+    # No native bf16: fp32 without probing.
+    monkeypatch.setattr(fitting, "native_bf16", lambda: False)
+    run = start_run(_request(corpus, tmp_path / "plain"), CPU)
+    assert run.fit_to_machine(threads=1).bf16_speedup is None
+    assert run.train_config.precision == "fp32"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_forced_precision_trains_for_real_and_says_so(
+    tmp_path: Path, small_text: str, precision: str
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text)
+    out = tmp_path / precision
+    args = ["train", str(corpus), "--out", str(out), "--max-steps", "60", "--hidden", "64"]
+    args += ["--batch-size", "16", "--seq-len", "32", "--precision", precision, "--threads", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    start = res.output.splitlines()[0]
+    assert (", fp32;" in start) == (precision == "fp32"), start
+    assert (", bf16 autocast;" in start) == (precision == "bf16"), start
+    saved = json.loads((out / "step-00000060" / "config.json").read_text())
+    assert saved["training"]["precision"] == precision
+    from charrnn.checkpoint import load_model
+
+    loaded = load_model(out, "cpu")
+    score = score_text(loaded.model, loaded.vocab, [small_text[-3000:]]).score
+    # Learned something: well under a uniform guess over the vocabulary.
+    assert score.nats_per_char < 0.75 * math.log(len(loaded.vocab))
