@@ -266,8 +266,8 @@ def check_resume_request(req: TrainRequest, run_dir: object) -> None:
         what = "--" + fixed[0].replace("_", "-")
         raise OptionError(
             f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
-            "(only --max-time, --max-steps, --max-epochs, --eval-every, --patience, --device, "
-            "--threads)"
+            "(only --max-time, --max-steps, --max-epochs, --eval-every, --patience, "
+            "--precision, --device, --threads)"
         )
 
 

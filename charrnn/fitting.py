@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import defaults
-from .probes import MachineFit, native_bf16, probe_precision, probe_threads
+from .probes import PROBE_DTYPES, MachineFit, native_bf16, probe_steps
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -36,17 +36,21 @@ def fit_to_machine(run: Run, threads: int | None = None) -> MachineFit:
     cores = torch.get_num_threads()
     candidates = defaults.thread_candidates(cores)
     tc = run.train_config
-    chosen, step_seconds, notices = None, float("inf"), []
-    if threads is None and solo and cores > 1:
-        probe = probe_threads(run.model, tc.batch_size, tc.seq_len, candidates)
-        chosen, step_seconds = probe.threads, probe.step_seconds
-    speedup = None
-    if solo and run.request.precision is None and not run.resumed and native_bf16():
-        measured = probe_precision(run.model, tc.batch_size, tc.seq_len)
-        speedup = measured.speedup
-        precision = defaults.cpu_precision(speedup)
-        run.train_config = replace(tc, precision=precision)
-        step_seconds = measured.fp32_seconds / (speedup if precision == "bf16" else 1.0)
+    chosen, step_seconds, speedup, notices = None, float("inf"), None, []
+    counts = candidates if threads is None and cores > 1 else [torch.get_num_threads()]
+    precisions = [tc.precision if tc.precision in PROBE_DTYPES else "fp32"]
+    if run.request.precision is None and not run.resumed and native_bf16():
+        precisions = ["fp32", "bf16"]
+    if solo and len(counts) * len(precisions) > 1:
+        times = probe_steps(run.model, tc.batch_size, tc.seq_len, counts, precisions)
+        speedup = times.bf16_speedup()
+        timed = precisions[0]
+        if speedup is not None:
+            timed = defaults.cpu_precision(speedup)
+            run.train_config = replace(tc, precision=timed)
+        n, step_seconds = times.fastest(timed)
+        torch.set_num_threads(n)
+        chosen = n if len(counts) > 1 else None
     if run.request.dropout is None and not run.dist.enabled:
         notice = fit_dropout_to_length(run, step_seconds)
         if notice:

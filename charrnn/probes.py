@@ -1,7 +1,8 @@
 """Measurements of the machine that the default rules (:mod:`charrnn.defaults`) decide from.
 
-A probe runs a few real training steps of the run's own model and reports what it measured;
-it leaves the model's weights, gradients and the random-number state as they were.
+A probe runs a few real forward and backward passes of the run's own model and reports what
+it measured; it leaves the model's weights, gradients, the random-number state and the thread
+count as they were.
 """
 
 from __future__ import annotations
@@ -17,34 +18,28 @@ import torch.nn.functional as F
 
 from .model import CharRNN
 
-
-@dataclass(frozen=True)
-class ThreadProbe:
-    threads: int  # the fastest thread count, now set
-    step_seconds: float  # a forward + backward pass with it (inf: not measured)
+# The precisions a probe can time, as autocast dtypes (None: plain fp32).
+PROBE_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def _step_seconds(model: CharRNN, x: torch.Tensor, dtype: torch.dtype | None, n: int = 3) -> float:
-    """The fastest of ``n - 1`` timed forward + backward passes on ids ``x`` (B, T+1) under
-    autocast to ``dtype`` (None: fp32); the first pass only warms up. Gradients are cleared."""
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits, _ = model(x[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
-        loss.backward()
-        times.append(time.perf_counter() - t0)
-    model.zero_grad(set_to_none=True)
-    return min(times[1:])
+def _pass_seconds(model: CharRNN, x: torch.Tensor, dtype: torch.dtype | None) -> float:
+    """Seconds of one forward + backward pass on ids ``x`` (B, T+1) under autocast to ``dtype``
+    (None: fp32). The caller clears the gradients it leaves."""
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits, _ = model(x[:, :-1])  # (B, T, V)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
+    loss.backward()
+    return time.perf_counter() - t0
 
 
 def _probing(model: CharRNN) -> Any:
-    """Run a probe with the model in training mode, leaving gradients, mode and RNG unchanged."""
+    """Run a probe with the model in training mode, leaving gradients, mode, RNG state and the
+    thread count unchanged."""
 
     @contextlib.contextmanager
     def scope() -> Iterator[None]:
-        rng, was_training = torch.get_rng_state(), model.training
+        rng, was_training, threads = torch.get_rng_state(), model.training, torch.get_num_threads()
         model.train()
         try:
             yield
@@ -52,33 +47,67 @@ def _probing(model: CharRNN) -> Any:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
             torch.set_rng_state(rng)
+            torch.set_num_threads(threads)
 
     return scope()
 
 
-def probe_threads(
-    model: CharRNN, batch: int, seq_len: int, candidates: Sequence[int]
-) -> ThreadProbe:
-    """The CPU thread count (among ``candidates``) that runs a training step of ``model`` fastest.
+@dataclass(frozen=True)
+class StepTimes:
+    """What :func:`probe_steps` measured: the fastest forward + backward pass (seconds) of a
+    training step for each (CPU threads, precision) it tried."""
 
-    A few forward/backward passes on random ids; nothing changes in the model (gradients are
-    cleared) or in the random-number state. On a busy machine, threads that must wait for a core
-    can make an RNN step several times slower than one thread does.
-    """
-    device = next(model.parameters()).device
-    if device.type != "cpu" or len(candidates) < 2:
-        return ThreadProbe(torch.get_num_threads(), float("inf"))
-    before = torch.get_num_threads()
-    best, best_time = before, float("inf")
+    seconds: dict[tuple[int, str], float]
+
+    def fastest(self, precision: str) -> tuple[int, float]:
+        """The thread count that runs ``precision`` fastest, and that time (KeyError: the
+        precision was not timed)."""
+        timed = [(s, n) for (n, p), s in self.seconds.items() if p == precision]
+        if not timed:
+            raise KeyError(precision)
+        s, n = min(timed)
+        return n, s
+
+    def bf16_speedup(self) -> float | None:
+        """The fastest fp32 time over the fastest bf16 time (None: not both timed)."""
+        try:
+            return self.fastest("fp32")[1] / self.fastest("bf16")[1]
+        except KeyError:
+            return None
+
+
+def probe_steps(
+    model: CharRNN,
+    batch: int,
+    seq_len: int,
+    threads: Sequence[int],
+    precisions: Sequence[str],
+    rounds: int = 2,
+) -> StepTimes:
+    """Time forward + backward passes of ``model`` (on the CPU) on ``batch`` x ``seq_len``
+    random ids for every combination of a thread count in ``threads`` and a precision in
+    ``precisions`` (keys of PROBE_DTYPES).
+
+    After one warm-up pass each (two for bf16, whose first passes are slow while oneDNN
+    prepares its kernels), the combinations are timed in turn, ``rounds`` times, and the
+    fastest pass of each counts, so that a busy spell on a shared machine falls on all of them.
+    Weights, gradients, mode, RNG state and thread count are left as they were. On a busy
+    machine, threads that must wait for a core can make an RNN step several times slower than
+    one thread does; a single noisy pass must not decide that."""
+    combos = [(n, p) for n in threads for p in precisions]
+    best = dict.fromkeys(combos, float("inf"))
     with _probing(model):
         x = torch.randint(0, model.config.vocab_size, (batch, seq_len + 1))
-        for n in candidates:
+        for n, p in combos:  # warm-up
             torch.set_num_threads(n)
-            t = _step_seconds(model, x, None)
-            if t < best_time:
-                best, best_time = n, t
-    torch.set_num_threads(best)
-    return ThreadProbe(best, best_time)
+            for _ in range(2 if p == "bf16" else 1):
+                _pass_seconds(model, x, PROBE_DTYPES[p])
+        for _ in range(rounds):
+            for n, p in combos:
+                torch.set_num_threads(n)
+                best[(n, p)] = min(best[(n, p)], _pass_seconds(model, x, PROBE_DTYPES[p]))
+                model.zero_grad(set_to_none=True)
+    return StepTimes(best)
 
 
 def native_bf16() -> bool:
@@ -89,36 +118,6 @@ def native_bf16() -> bool:
         return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
     except AttributeError:  # a torch without these checks: assume none
         return False
-
-
-@dataclass(frozen=True)
-class PrecisionProbe:
-    fp32_seconds: float  # a forward + backward pass in fp32
-    bf16_seconds: float | None  # the same under bf16 autocast (None: no native bf16, not tried)
-
-    @property
-    def speedup(self) -> float:
-        """fp32 time / bf16 time (1.0 when bf16 was not measured)."""
-        return self.fp32_seconds / self.bf16_seconds if self.bf16_seconds else 1.0
-
-
-def probe_precision(model: CharRNN, batch: int, seq_len: int, rounds: int = 2) -> PrecisionProbe:
-    """Time a training step of ``model`` (on the CPU, current thread count) in fp32 and, on a CPU
-    with native bf16, under bf16 autocast. Changes nothing in the model or the RNG state.
-
-    The two are timed in alternation, ``rounds`` times each after a warm-up of each (bf16's
-    first passes are slow while oneDNN prepares its kernels), and the fastest pass of each
-    counts, so that a busy spell on the machine falls on both."""
-    with _probing(model):
-        x = torch.randint(0, model.config.vocab_size, (batch, seq_len + 1))
-        if not native_bf16():
-            return PrecisionProbe(_step_seconds(model, x, None), None)
-        _step_seconds(model, x, torch.bfloat16, 2)  # warm-up
-        fp32, bf16 = float("inf"), float("inf")
-        for _ in range(rounds):
-            fp32 = min(fp32, _step_seconds(model, x, None, 2))
-            bf16 = min(bf16, _step_seconds(model, x, torch.bfloat16, 2))
-    return PrecisionProbe(fp32, bf16)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn import defaults, fitting
 from charrnn.cli import app
 from charrnn.evaluation import score_text
-from charrnn.probes import PrecisionProbe
+from charrnn.probes import StepTimes
 from charrnn.runs import TrainRequest, resume_run, start_run
 
 CPU = torch.device("cpu")
@@ -42,21 +42,28 @@ def test_a_new_run_takes_the_precision_the_probe_finds_faster(
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:4000])
     monkeypatch.setattr(fitting, "native_bf16", lambda: True)
-    monkeypatch.setattr(
-        fitting, "probe_precision", lambda m, b, t: PrecisionProbe(0.2, 0.2 / speedup)
-    )
+    timed = {(1, "fp32"): 0.2, (2, "fp32"): 0.3, (1, "bf16"): 0.4, (2, "bf16"): 0.2 / speedup}
+    monkeypatch.setattr(fitting, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
     run = start_run(_request(corpus, tmp_path / "r"), CPU)
-    fit = run.fit_to_machine(threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # two cores to choose from
+    try:
+        fit = run.fit_to_machine()
+    finally:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(before)
     assert fit.bf16_speedup == pytest.approx(speedup)
     assert run.train_config.precision == chosen
+    # The thread count that runs the chosen precision fastest.
+    assert fit.threads == threads == (1 if chosen == "fp32" else 2)
     run.train()
     saved = json.loads((tmp_path / "r" / "step-00000006" / "config.json").read_text())
     assert saved["training"]["precision"] == chosen
     assert all(p.dtype == torch.float32 for p in run.model.parameters())  # weights stay fp32
 
 
-def _no_probe(*args: object) -> PrecisionProbe:
-    raise AssertionError("the precision probe ran")
+def _no_probe(*args: object) -> StepTimes:
+    raise AssertionError("the probe ran")
 
 
 def test_precision_is_not_probed_when_asked_for_resumed_or_not_native(
@@ -64,7 +71,7 @@ def test_precision_is_not_probed_when_asked_for_resumed_or_not_native(
 ) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:4000])
-    monkeypatch.setattr(fitting, "probe_precision", _no_probe)
+    monkeypatch.setattr(fitting, "probe_steps", _no_probe)
     monkeypatch.setattr(fitting, "native_bf16", lambda: True)
     for asked in ("fp32", "bf16"):
         run = start_run(_request(corpus, tmp_path / asked, precision=asked), CPU)

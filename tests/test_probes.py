@@ -5,32 +5,33 @@ import torch
 
 from charrnn import probes
 from charrnn.model import CharRNN, ModelConfig
+from charrnn.probes import StepTimes
 
 
 def _model() -> CharRNN:
     return CharRNN(ModelConfig(vocab_size=30, hidden=16, embed_dim=8, dropout=0.3, layers=2))
 
 
-def test_probe_precision_changes_nothing_and_times_both_where_bf16_is_native(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    model = _model()
+def test_probe_steps_times_every_combination_and_changes_nothing() -> None:
+    model = _model().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(5)
-    rng = torch.get_rng_state()
-    monkeypatch.setattr(probes, "native_bf16", lambda: True)
-    p = probes.probe_precision(model, 4, 16)
-    assert 0 < p.fp32_seconds < 60 and p.bf16_seconds is not None and 0 < p.bf16_seconds < 60
-    assert p.speedup == pytest.approx(p.fp32_seconds / p.bf16_seconds)
-    assert torch.equal(torch.get_rng_state(), rng)
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    times = probes.probe_steps(model, 4, 16, [1, 2], ["fp32", "bf16"])
+    assert set(times.seconds) == {(1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")}
+    assert all(0 < s < 60 for s in times.seconds.values())
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
     assert all(q.grad is None for q in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert model.training  # the mode it had
+    assert not model.training  # the mode it had
 
 
-def test_probe_precision_skips_bf16_without_native_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probes, "native_bf16", lambda: False)
-    model = _model().eval()
-    p = probes.probe_precision(model, 4, 16)
-    assert p.bf16_seconds is None and p.speedup == 1.0
-    assert not model.training
+def test_step_times_pick_the_fastest() -> None:
+    times = StepTimes({(1, "fp32"): 0.30, (2, "fp32"): 0.20, (1, "bf16"): 0.10, (2, "bf16"): 0.15})
+    assert times.fastest("fp32") == (2, 0.20)
+    assert times.fastest("bf16") == (1, 0.10)
+    assert times.bf16_speedup() == pytest.approx(2.0)
+    only = StepTimes({(1, "fp32"): 0.3, (2, "fp32"): 0.4})
+    assert only.bf16_speedup() is None
+    with pytest.raises(KeyError):
+        only.fastest("bf16")

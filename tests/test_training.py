@@ -187,22 +187,6 @@ def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
     assert records[-1]["reason"] == "max_steps"
 
 
-def test_probe_threads_changes_nothing_but_the_thread_count() -> None:
-    from charrnn.probes import probe_threads
-
-    model = CharRNN(ModelConfig(vocab_size=30, hidden=16, embed_dim=8, dropout=0.3, layers=2))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    torch.manual_seed(5)
-    rng = torch.get_rng_state()
-    probe = probe_threads(model, 4, 16, [1, 2])
-    n = probe.threads
-    assert n in (1, 2) and torch.get_num_threads() == n and 0 < probe.step_seconds < 60
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert all(p.grad is None for p in model.parameters())
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    torch.set_num_threads(1)
-
-
 def test_validation_during_training_is_the_eval_perplexity_figure(small_text: str) -> None:
     from charrnn.evaluation import DEFAULT_STREAMS, evaluate_chunks
     from charrnn.vocab import Vocab

@@ -60,7 +60,7 @@ class Reporter:
         if tc.max_time:
             limits.append(f"time {format_duration(tc.max_time)}")
         if tc.max_steps:
-            limits.append(f"{tc.max_steps} steps")
+            limits.append(f"{tc.max_steps} step{'s' if tc.max_steps != 1 else ''}")
         if tc.max_epochs:
             limits.append(f"{tc.max_epochs:g} epochs")
         verb = "resuming" if r.resumed else "training"
