@@ -91,6 +91,7 @@ class Run:
         self.metrics_log = MetricsLog(run_dir)
         self._last_step: Stepped | None = None
         self.init_from: dict[str, Any] | None = None  # where a fine-tuned run started
+        self.load_watch: fitting.LoadWatch | None = None  # set by fit_to_machine
 
     @property
     def resumed(self) -> bool:
@@ -204,7 +205,7 @@ class Run:
             self.corpus.train_ids,
             self.corpus.val_ids,
             self.train_config,
-            callbacks=[*mine, self._on_event, *callbacks],
+            callbacks=[*mine, self._on_event, *callbacks, *filter(None, [self.load_watch])],
             state=self.state,
             optimizer=self.optimizer,
             should_stop=should_stop,

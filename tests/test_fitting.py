@@ -13,8 +13,11 @@ from typer.testing import CliRunner
 from charrnn import defaults, fitting
 from charrnn.cli import app
 from charrnn.evaluation import score_text
+from charrnn.events import Evaluated, Stepped
+from charrnn.model import CharRNN, ModelConfig
 from charrnn.probes import StepTimes
 from charrnn.runs import TrainRequest, resume_run, start_run
+from charrnn.units import Score
 
 CPU = torch.device("cpu")
 
@@ -113,3 +116,69 @@ def test_forced_precision_trains_for_real_and_says_so(
     score = score_text(loaded.model, loaded.vocab, [small_text[-3000:]]).score
     # Learned something: well under a uniform guess over the vocabulary.
     assert score.nats_per_char < 0.75 * math.log(len(loaded.vocab))
+
+
+def _stepped(step: int, elapsed: float) -> Stepped:
+    return Stepped(step, 0.0, 1.0, 1e-3, 1.0, elapsed, 0.5, 1.0)
+
+
+def test_load_watch_measures_threads_again_when_steps_slow_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[list[int], list[str]]] = []
+
+    def probe(
+        model: object, b: int, t: int, threads: list[int], precisions: list[str]
+    ) -> StepTimes:
+        calls.append((list(threads), list(precisions)))
+        return StepTimes({(1, "bf16"): 0.1, (2, "bf16"): 0.5})  # one thread is faster now
+
+    monkeypatch.setattr(fitting, "probe_steps", probe)
+    model = CharRNN(ModelConfig(vocab_size=20, hidden=8, embed_dim=4))
+    watch = fitting.LoadWatch(model, 4, 16, [1, 2], "bf16", window=5)
+    reports: list[str] = []
+    watch.report = reports.append
+    clock = {"t": 0.0, "step": 0}
+
+    def steps(n: int, seconds: float) -> None:
+        for _ in range(n):
+            clock["step"] += 1
+            clock["t"] += seconds
+            watch(_stepped(clock["step"], clock["t"]))
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        steps(11, 0.1)  # a reference block and one block like it
+        watch(Evaluated(11, 0.0, Score(10, 10, 10.0), None, True, False))
+        clock["t"] += 30.0  # an evaluation and a save: not a step
+        steps(5, 0.1)
+        assert calls == [] and torch.get_num_threads() == 2
+        steps(6, 0.35)  # 3.5x slower: another program took a core
+        assert calls == [([1, 2], ["bf16"])]
+        assert torch.get_num_threads() == 1 and watch.probes == [(22, 1)]
+        assert "3.5x slower" in reports[0] and "threads measured again: 1 (was 2)" in reports[0]
+        steps(11, 0.35)  # the new pace becomes the reference: no probe
+        assert len(calls) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_only_a_probed_thread_count_is_watched(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:4000])
+    monkeypatch.setattr(fitting, "native_bf16", lambda: False)
+    timed = {(1, "fp32"): 0.2, (2, "fp32"): 0.1}
+    monkeypatch.setattr(fitting, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probed = start_run(_request(corpus, tmp_path / "a"), CPU)
+        assert probed.fit_to_machine().threads == 2 and probed.load_watch is not None
+        probed.lock.release()
+        fixed = start_run(_request(corpus, tmp_path / "b"), CPU)
+        assert fixed.fit_to_machine(threads=2).threads is None and fixed.load_watch is None
+    finally:
+        torch.set_num_threads(before)

@@ -342,6 +342,8 @@ def _train(
     fit = run.fit_to_machine(threads)
     if not quiet:
         reporter.header(_where(dev, d, fit, run.train_config.precision))
+        if run.load_watch is not None:
+            run.load_watch.report = reporter.note
 
     stop: dict[str, int | None] = {"signal": None}
 

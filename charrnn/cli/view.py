@@ -202,6 +202,10 @@ class Reporter:
         ]
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
+    def note(self, text: str) -> None:
+        """A notice during training, e.g. from :class:`charrnn.fitting.LoadWatch`."""
+        self._log(f"note: {text}")
+
     def _log(self, line: str) -> None:
         if self.progress is not None:
             self.progress.console.print(line, markup=False)
