@@ -11,7 +11,8 @@ them on the same validation file, in nats/char (mean cross-entropy over every va
 character, state carried through the whole text; see ../shared/BENCHMARKS.md):
 
 * charrnn with its defaults, in a child process: ``python -m charrnn train TRAIN --val VAL
-  --max-time BUDGETs --out RUN --quiet`` plus ``--extra``; then its best checkpoint scored by
+  --max-time BUDGETs --out RUN`` plus ``--extra`` (its start line gives the threads and
+  precision it chose: the table's last column); then its best checkpoint scored by
   ``python -m charrnn eval-perplexity VAL -c RUN --exact --json``;
 * the yardstick, ../shared/bench/plain_loop.py, run unchanged from where it is: ``python
   plain_loop.py gru 2 256 64 64 0.005 BUDGET TRAIN VAL``; its last line gives ``val_nats=``.
@@ -75,6 +76,7 @@ class Row:
     charrnn_wall: float  # seconds of the training process (charrnn: startup + train + eval)
     plain_wall: float
     first: str  # "charrnn" or "plain": which ran first
+    setup: str = ""  # charrnn's threads and precision, from its start line
 
     @property
     def diff(self) -> float:
@@ -144,8 +146,8 @@ def format_table(rows: list[Row]) -> list[str]:
     """The markdown table of differences (stdout and RESULTS.md alike)."""
     out = [
         "| corpus | budget s | charrnn nats/char | plain nats/char | difference | goal | met? "
-        "| steps charrnn / plain | wall s charrnn / plain | first |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| steps charrnn / plain | wall s charrnn / plain | first | charrnn ran with |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         goal = "-" if r.goal is None else f"{r.goal:+.2f}"
@@ -153,7 +155,7 @@ def format_table(rows: list[Row]) -> list[str]:
         out.append(
             f"| {r.corpus} | {r.budget:g} | {fmt_nats(r.charrnn)} | {fmt_nats(r.plain)} | "
             f"{diff} | {goal} | {r.met} | {r.charrnn_steps} / {r.plain_steps} | "
-            f"{r.charrnn_wall:.0f} / {r.plain_wall:.0f} | {r.first} |"
+            f"{r.charrnn_wall:.0f} / {r.plain_wall:.0f} | {r.first} | {r.setup or '-'} |"
         )
     return out
 
@@ -235,33 +237,45 @@ def check_inputs(corpora: Path, names: list[str], plain: Path) -> None:
         raise SystemExit(f"bench/suite.py: the yardstick {plain} is missing (see BENCHMARKS.md)")
 
 
-def run_child(cmd: list[str], cwd: Path) -> tuple[str, float]:
-    """Run a command; return its stdout and wall seconds, or exit showing its stderr."""
+def run_child(cmd: list[str], cwd: Path) -> tuple[str, float, str]:
+    """Run a command; return its stdout, wall seconds and stderr, or exit showing its stderr."""
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
         raise SystemExit(f"bench/suite.py: {shlex.join(cmd)} failed with status {p.returncode}")
-    return p.stdout, wall
+    return p.stdout, wall, p.stderr
+
+
+def setup_of(start_line: str) -> str:
+    """The threads and precision charrnn chose, from the device part of its start line
+    (``... device cpu, 2 threads (...), bf16 autocast (bf16 at 1.41x ...); stops at ...``):
+    ``2 threads, bf16 (1.41x fp32)``; empty when the line has no device part."""
+    m = re.search(r"device [^,;]+, (.*?); stops at", start_line)
+    if not m:
+        return ""
+    text = re.sub(r" \(the faster of [^)]*\)", "", m.group(1))
+    return re.sub(r" autocast \(bf16 at ([\d.]+x) the speed of fp32 here\)", r" (\1 fp32)", text)
 
 
 def run_charrnn(
     train: Path, val: Path, budget: float, extra: list[str], tmp: Path
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, str]:
     """Train with the defaults (plus ``extra``), score the best checkpoint exactly: nats/char,
-    steps (the latest checkpoint's), wall seconds of training."""
+    steps (the latest checkpoint's), wall seconds of training, and what the machine probe chose
+    (:func:`setup_of`)."""
     py = [sys.executable, "-m", "charrnn"]
     run = tmp / "run"
-    limit = ["--max-time", f"{budget:g}s", "--out", str(run), "--quiet"]
-    _, wall = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
-    out, _ = run_child(
+    limit = ["--max-time", f"{budget:g}s", "--out", str(run)]
+    _, wall, err = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
+    out, _, _ = run_child(
         [*py, "eval-perplexity", str(val), "-c", str(run), "--exact", "--json"], cwd=tmp
     )
     nats = float(json.loads(out)["files"][0]["nats_per_char"])
     latest = run / (run / "latest").read_text().strip()
     steps = int(json.loads((latest / "config.json").read_text())["metrics"]["step"])
-    return nats, steps, wall
+    return nats, steps, wall, setup_of(err.splitlines()[0] if err else "")
 
 
 def run_plain(
@@ -269,7 +283,7 @@ def run_plain(
 ) -> tuple[float, int, float]:
     """The yardstick, unchanged: nats/char, steps, wall seconds."""
     cmd = [sys.executable, str(plain), *PLAIN_ARGS, f"{budget:g}", str(train), str(val)]
-    out, wall = run_child(cmd, cwd=tmp)
+    out, wall, _ = run_child(cmd, cwd=tmp)
     nats, steps = parse_plain(out)
     return nats, steps, wall
 
@@ -279,16 +293,19 @@ def run_row(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Row
     train, val = files_of(args.corpora, corpus)
     first = "charrnn" if i % 2 == 0 else "plain"
     res: dict[str, tuple[float, int, float]] = {}
+    setup = ""
     with tempfile.TemporaryDirectory(prefix="charrnn-suite-") as d:
         for who in (first, "plain" if first == "charrnn" else "charrnn"):
             log(f"{corpus} {budget:g} s: {who}")
             if who == "charrnn":
-                res[who] = run_charrnn(train, val, budget, args.extra, Path(d))
+                *figures, setup = run_charrnn(train, val, budget, args.extra, Path(d))
+                res[who] = (figures[0], figures[1], figures[2])
             else:
                 res[who] = run_plain(args.plain, train, val, budget, Path(d))
-            log(f"  {who}: {fmt_nats(res[who][0])} nats/char, {res[who][1]} steps")
+            how = f" ({setup})" if who == "charrnn" and setup else ""
+            log(f"  {who}: {fmt_nats(res[who][0])} nats/char, {res[who][1]} steps{how}")
     (cn, cs, cw), (pn, ps, pw) = res["charrnn"], res["plain"]
-    return Row(corpus, budget, cn, pn, cs, ps, cw, pw, first)
+    return Row(corpus, budget, cn, pn, cs, ps, cw, pw, first, setup)
 
 
 # ------------------------------------------------------------------------------ main

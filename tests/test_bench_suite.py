@@ -70,16 +70,28 @@ def test_budgets_goals_and_plan() -> None:
     assert args.extra == ["-q", "x"]
 
 
+def test_setup_comes_from_the_start_line() -> None:
+    line = (
+        "training GRU 2x256 (663,234 parameters) on 1,003,854 characters, vocabulary 66; batch "
+        "128x32, lr 0.008, device cpu, 2 threads (the faster of 1 and 2 here), bf16 autocast "
+        "(bf16 at 1.39x the speed of fp32 here); stops at time 1m"
+    )
+    assert suite.setup_of(line) == "2 threads, bf16 (1.39x fp32)"
+    assert suite.setup_of("device cpu, fp32; stops at 3 steps") == "fp32"
+    assert suite.setup_of("error: no such file") == ""
+
+
 def test_table_gives_the_difference_and_the_goal() -> None:
     rows = [
-        suite.Row("fortunes", 60.0, 1.5, 1.53, 700, 500, 71.2, 66.0, "charrnn"),
+        suite.Row("fortunes", 60.0, 1.5, 1.53, 700, 500, 71.2, 66.0, "charrnn", "2 threads, fp32"),
         suite.Row("tinyshakespeare", 137.0, 1.48, 1.47, 1500, 1100, 150.0, 149.0, "plain"),
         suite.Row("linux-c", 5.0, 3.0, 2.5, 3, 4, 9.0, 8.0, "charrnn"),
     ]
     table = suite.format_table(rows)
     header, rule, *body = table
-    assert len(cells(header)) == len(cells(rule)) == 10
-    assert all(len(cells(line)) == 10 for line in body)
+    assert len(cells(header)) == len(cells(rule)) == 11
+    assert all(len(cells(line)) == 11 for line in body)
+    assert cells(body[0])[10] == "2 threads, fp32" and cells(body[1])[10] == "-"
     assert cells(body[0])[:7] == ["fortunes", "60", "1.5000", "1.5300", "-0.0300", "-0.02", "yes"]
     assert cells(body[1])[:7] == [
         "tinyshakespeare",
@@ -90,7 +102,7 @@ def test_table_gives_the_difference_and_the_goal() -> None:
         "-0.03",
         "no",
     ]
-    assert cells(body[1])[7:] == ["1500 / 1100", "150 / 149", "plain"]
+    assert cells(body[1])[7:10] == ["1500 / 1100", "150 / 149", "plain"]
     assert cells(body[2])[4:7] == ["+0.5000", "-", "-"]  # no goal below 60 s
     nan_row = suite.Row("zh-prose", 60.0, math.nan, 2.0, 1, 1, 1.0, 1.0, "plain")
     assert cells(suite.format_table([nan_row])[2])[4:7] == ["nan", "-0.02", "no"]
