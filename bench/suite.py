@@ -55,8 +55,7 @@ QUICK_BUDGET = 5.0
 PLAIN_ARGS = ("gru", "2", "256", "64", "64", "0.005")  # the tuned yardstick setting
 GET_SHAKESPEARE = (
     "get tinyshakespeare from karpathy/char-rnn, data/tinyshakespeare/input.txt, and split it "
-    "on characters: train = text[:int(len(text)*0.9)], val = the rest "
-    "(see ../shared/corpora/README.md)"
+    "on characters: train = text[:int(len(text)*0.9)], val = the rest"
 )
 
 
@@ -230,11 +229,11 @@ def check_inputs(corpora: Path, names: list[str], plain: Path) -> None:
         hint = (
             GET_SHAKESPEARE
             if any("tinyshakespeare" in p.name for p in missing)
-            else ("the suite corpora are described in ../shared/corpora/README.md")
+            else "the suite corpora are described in the README's Performance section"
         )
         raise SystemExit(f"bench/suite.py: missing {', '.join(str(p) for p in missing)}: {hint}")
     if not plain.is_file():
-        raise SystemExit(f"bench/suite.py: the yardstick {plain} is missing (see BENCHMARKS.md)")
+        raise SystemExit(f"bench/suite.py: the yardstick {plain} is missing (give --plain FILE)")
 
 
 def run_child(cmd: list[str], cwd: Path) -> tuple[str, float, str]:
@@ -349,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="corpora folder [../shared/corpora]",
     )
     ap.add_argument(
+        "--plain",
+        type=Path,
+        default=SHARED / "bench" / "plain_loop.py",
+        metavar="FILE",
+        help="the plain-loop yardstick script [../shared/bench/plain_loop.py]",
+    )
+    ap.add_argument(
         "--results",
         type=Path,
         default=HERE / "RESULTS.md",
@@ -372,7 +378,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     plan = [(c, QUICK_BUDGET if args.quick else b) for c, b in plan if not only or c in only]
     args.plan = list(dict.fromkeys(plan))
     args.extra = shlex.split(args.extra)
-    args.plain = SHARED / "bench" / "plain_loop.py"
     return args
 
 
