@@ -297,8 +297,8 @@ def run_row(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Row
         for who in (first, "plain" if first == "charrnn" else "charrnn"):
             log(f"{corpus} {budget:g} s: {who}")
             if who == "charrnn":
-                *figures, setup = run_charrnn(train, val, budget, args.extra, Path(d))
-                res[who] = (figures[0], figures[1], figures[2])
+                nats, steps, wall, setup = run_charrnn(train, val, budget, args.extra, Path(d))
+                res[who] = (nats, steps, wall)
             else:
                 res[who] = run_plain(args.plain, train, val, budget, Path(d))
             how = f" ({setup})" if who == "charrnn" and setup else ""
