@@ -25,7 +25,7 @@ from .probes import PROBE_DTYPES, MachineFit, native_bf16, probe_steps
 if TYPE_CHECKING:
     from .runs import Run
 
-__all__ = ["LoadWatch", "fit_dropout_to_length", "fit_to_machine"]
+__all__ = ["LoadWatch", "fit_dropout_to_length", "fit_model_to_length", "fit_to_machine"]
 
 
 def fit_to_machine(run: Run, threads: int | None = None) -> MachineFit:
@@ -55,14 +55,55 @@ def fit_to_machine(run: Run, threads: int | None = None) -> MachineFit:
         n, step_seconds = times.fastest(timed)
         torch.set_num_threads(n)
         chosen = n if len(counts) > 1 else None
-        if chosen is not None:  # watch for a change of load, and choose again
-            run.load_watch = LoadWatch(run.model, tc.batch_size, tc.seq_len, counts, timed)
-    if run.request.dropout is None and not run.dist.enabled:
-        notice = fit_dropout_to_length(run, step_seconds)
+    if not run.dist.enabled:
+        notice = fit_model_to_length(run, step_seconds)
+        if notice is None and run.request.dropout is None:
+            notice = fit_dropout_to_length(run, step_seconds)
         if notice:
             notices.append(notice)
+    if chosen is not None:  # watch for a change of load, and choose again
+        tc = run.train_config
+        run.load_watch = LoadWatch(run.model, tc.batch_size, tc.seq_len, counts, tc.precision)
     run.notices.extend(notices)
     return MachineFit(chosen, tuple(candidates), tuple(notices), speedup)
+
+
+MODEL_OPTIONS = ("cell", "layers", "hidden", "embed_dim", "dropout", "tie_weights", "init_from")
+
+
+def fit_model_to_length(run: Run, step_seconds: float) -> str | None:
+    """Give a new run whose model was left to the defaults (no option of MODEL_OPTIONS given)
+    the larger model of :func:`defaults.long_run_model` when the default one
+    (``step_seconds`` a step, inf: unknown) would pass over the corpus many times and the
+    larger one, timed here on a CPU, still makes enough steps; returns a notice when it does."""
+    req = run.request
+    if run.resumed or any(getattr(req, name) is not None for name in MODEL_OPTIONS):
+        return None
+    n_train = int(run.corpus.train_ids.numel())
+    tc = run.train_config
+    epochs = defaults.expected_epochs(tc, n_train, step_seconds)
+    mc = defaults.long_run_model(run.model.config, n_train, epochs)
+    if mc is None or epochs is None:
+        return None
+    device = next(run.model.parameters()).device
+    torch.manual_seed(tc.seed)  # the weights the run would start from had it asked for mc
+    model = CharRNN(mc).to(device)
+    seconds = float("inf")
+    if device.type == "cpu" and tc.precision in PROBE_DTYPES:
+        n = torch.get_num_threads()
+        seconds_of = probe_steps(model, tc.batch_size, tc.seq_len, [n], [tc.precision])
+        seconds = seconds_of.fastest(tc.precision)[1]
+    steps = defaults.expected_steps(tc, n_train, seconds)
+    if not defaults.long_run_model_fits(steps):
+        return None
+    if req.lr is None:
+        run.train_config = replace(tc, lr=defaults.learning_rate(mc.cell))
+    run.replace_model(model)
+    return (
+        f"about {epochs:.0f} passes over the corpus expected: training a larger "
+        f"{mc.cell.upper()} {mc.layers}x{mc.hidden} with dropout {mc.dropout:g} instead "
+        f"(about {steps:,.0f} steps)"
+    )
 
 
 def fit_dropout_to_length(run: Run, step_seconds: float) -> str | None:

@@ -216,8 +216,7 @@ def claim(out: str | None, first_source: str, cell: str, root: str) -> tuple[Pat
         _check_free(run_dir)
         created = _make(run_dir)
     else:
-        stem = "stdin" if first_source == STDIN else Path(first_source).stem or "corpus"
-        run_dir, created = _make_next(Path(root), f"{stem}-{cell}"), True
+        run_dir, created = _make_next(Path(root), auto_name(first_source, cell)), True
     held = lock(run_dir)
     try:
         _check_free(run_dir)
@@ -225,6 +224,42 @@ def claim(out: str | None, first_source: str, cell: str, root: str) -> tuple[Pat
         held.release()
         raise
     return run_dir, created, held
+
+
+def auto_name(first_source: str, cell: str) -> str:
+    """The folder name of a new run without ``--out``: ``<first source's stem>-<cell>``."""
+    stem = "stdin" if first_source == STDIN else Path(first_source).stem or "corpus"
+    return f"{stem}-{cell}"
+
+
+def rename_new(run_dir: Path, held: RunLock, first_source: str, cell: str) -> tuple[Path, RunLock]:
+    """Move a new run's automatically named folder (claimed and locked by :func:`claim`, no
+    checkpoint in it yet) to the name for ``cell`` beside it: the new name is claimed the way
+    :func:`claim` does, locked, the files moved over and the old folder removed. Returns the new
+    folder and its lock (``held`` is released). Raises CharRNNError when a file cannot move (the
+    run is then left where it was)."""
+    new_dir = _make_next(run_dir.parent, auto_name(first_source, cell))
+    try:
+        new_lock = lock(new_dir)
+    except CharRNNError:
+        discard(new_dir)
+        raise
+    moved: list[str] = []
+    try:
+        for path in run_dir.iterdir():
+            if path.name != LOCK_FILE:
+                os.replace(path, new_dir / path.name)
+                moved.append(path.name)
+    except OSError as e:
+        for name in moved:  # put the run back as it was
+            with contextlib.suppress(OSError):
+                os.replace(new_dir / name, run_dir / name)
+        new_lock.release()
+        discard(new_dir)
+        raise CharRNNError(f"{run_dir}: cannot move the run to {new_dir} ({e.strerror})") from None
+    held.release()
+    discard(run_dir)
+    return new_dir, new_lock
 
 
 def _check_free(run_dir: Path) -> None:

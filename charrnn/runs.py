@@ -12,7 +12,7 @@ prints nothing. The path of ``charrnn train FILE``::
       defaults -> ModelConfig, TrainConfig     the saved TrainConfig, new limits applied
       CharRNN or --init-from's, AdamW    optimizer + trainer state restored (state.py)
                  \\                      /
-                  Run.fit_to_machine()   fitting.py: threads, precision, long-run dropout
+                  Run.fit_to_machine()   fitting.py: threads, precision, long-run model
                   Run.train()            Trainer.run(); on each Evaluated event and at the end
                                          Run.save() -> checkpoint.write_checkpoint + pointers;
                                          every event -> metrics.jsonl; at its end, unlock
@@ -114,6 +114,19 @@ class Run:
         """Apply the machine-dependent defaults (threads, precision, dropout) before the
         first step: :func:`charrnn.fitting.fit_to_machine`."""
         return fitting.fit_to_machine(self, threads)
+
+    def replace_model(self, model: CharRNN) -> None:
+        """Train ``model`` instead (a new single-process run, before its first step), with a
+        fresh optimizer; a folder named after the old cell is renamed after the new one."""
+        assert not self.resumed and not self.dist.enabled
+        cell = model.config.cell
+        if self.request.out is None and cell != self.model.config.cell:
+            self.run_dir, self.lock = runfolder.rename_new(
+                self.run_dir, self.lock, self.request.corpus[0], cell
+            )
+            self.metrics_log = MetricsLog(self.run_dir)
+        self.model = model
+        self.optimizer = make_optimizer(model, self.train_config)
 
     def save(self, state: TrainerState, best: bool) -> Path | None:
         """Write a complete checkpoint for ``state`` and move the pointers (rank 0 only; with

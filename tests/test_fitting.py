@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,87 @@ def test_only_a_probed_thread_count_is_watched(
         assert fixed.fit_to_machine(threads=2).threads is None and fixed.load_watch is None
     finally:
         torch.set_num_threads(before)
+
+
+def test_long_run_model_rule() -> None:
+    gru = ModelConfig(vocab_size=65, cell="gru", layers=2, hidden=256, embed_dim=64, dropout=0.0)
+    big = defaults.long_run_model(gru, 1_000_000, 19.0)
+    assert big is not None
+    assert (big.cell, big.layers, big.hidden) == ("lstm", 2, defaults.LONG_MODEL_HIDDEN)
+    assert (big.dropout, big.embed_dim) == (defaults.LONG_MODEL_DROPOUT, 64)
+    assert defaults.long_run_model(gru, 1_000_000, 8.9) is None  # few passes: keep the default
+    assert defaults.long_run_model(gru, 1_000_000, None) is None  # unknown
+    assert defaults.long_run_model(gru, 300_000, 50.0) is None  # small corpora: not measured
+    wide = replace(gru, hidden=defaults.LONG_MODEL_HIDDEN)
+    assert defaults.long_run_model(wide, 6_000_000, 19.0) is None  # already as wide
+    hanzi = replace(gru, vocab_size=6000, embed_dim=256)  # large vocabularies embed at hidden
+    assert defaults.long_run_model(hanzi, 1_000_000, 19.0).embed_dim == 512  # type: ignore[union-attr]
+    assert defaults.long_run_model_fits(defaults.LONG_MODEL_STEPS)
+    assert not defaults.long_run_model_fits(defaults.LONG_MODEL_STEPS - 1)
+    assert not defaults.long_run_model_fits(None)
+
+
+def _long_run_model_for_tests(monkeypatch: pytest.MonkeyPatch, steps: float) -> None:
+    """Scale the long-run model rule down to a tiny corpus and a few dozen steps."""
+    monkeypatch.setattr(defaults, "LONG_MODEL_HIDDEN", 160)
+    monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "LONG_MODEL_EPOCHS", 0.5)
+    monkeypatch.setattr(defaults, "LONG_MODEL_STEPS", steps)
+
+
+def test_a_long_run_trains_the_larger_model_in_a_folder_named_after_it(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _long_run_model_for_tests(monkeypatch, steps=30)
+    root = tmp_path / "ck"
+    (root / "poems-lstm").mkdir(parents=True)  # taken: the run must go to poems-lstm-2
+    (root / "poems-lstm" / "keep.txt").write_text("another run's file")
+    monkeypatch.setenv("CHARRNN_CHECKPOINTS", str(root))
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text(small_text[:6000])
+    args = ["train", str(corpus), "--max-steps", "40", "--batch-size", "8", "--seq-len", "16"]
+    res = CliRunner().invoke(app, [*args, "--eval-every", "20", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "training LSTM 2x160" in res.output
+    assert "training a larger LSTM 2x160 with dropout 0.35 instead" in res.output
+    run = root / "poems-lstm-2"
+    assert f"run folder: {run}" in res.output
+    assert sorted(p.name for p in root.iterdir()) == ["poems-lstm", "poems-lstm-2"]  # no -gru
+    assert (root / "poems-lstm" / "keep.txt").read_text() == "another run's file"
+    saved = json.loads((run / "step-00000040" / "config.json").read_text())
+    assert (saved["model"]["cell"], saved["model"]["hidden"]) == ("lstm", 160)
+    assert saved["model"]["dropout"] == defaults.LONG_MODEL_DROPOUT
+    from charrnn.checkpoint import load_model
+
+    loaded = load_model(run, "cpu")
+    score = score_text(loaded.model, loaded.vocab, [small_text[-3000:]]).score
+    assert score.nats_per_char < 0.8 * math.log(len(loaded.vocab))  # it learned
+    # The moved token cache and lock serve a resumed run.
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "44"])
+    assert res.exit_code == 0, res.output
+    assert (run / "step-00000044").is_dir()
+
+
+def test_the_default_model_stays_when_asked_for_or_when_the_larger_is_too_slow(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text(small_text[:6000])
+    limits = dict(max_steps=40, batch_size=8, seq_len=16, root=str(tmp_path / "ck"))
+    _long_run_model_for_tests(monkeypatch, steps=41)  # more steps than the run makes
+    run = start_run(TrainRequest(corpus=(str(corpus),), **limits), CPU)  # type: ignore[arg-type]
+    assert fitting.fit_model_to_length(run, 1.0) is None
+    assert run.model.config.cell == "gru" and run.run_dir.name == "poems-gru"
+    run.lock.release()
+    _long_run_model_for_tests(monkeypatch, steps=30)
+    for asked in (dict(hidden=128), dict(dropout=0.1), dict(cell="gru")):
+        req = TrainRequest(corpus=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
+        run = start_run(req, CPU)
+        assert fitting.fit_model_to_length(run, 1.0) is None, asked
+        assert run.model.config.cell == "gru"
+        run.lock.release()
+    run = start_run(TrainRequest(corpus=(str(corpus),), **limits), CPU)  # type: ignore[arg-type]
+    assert fitting.fit_model_to_length(run, 1.0) is not None
+    assert run.model.config.cell == "lstm" and run.run_dir.name == "poems-lstm"
+    trained = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
+    assert trained == {id(p) for p in run.model.parameters()}  # the optimizer has the new model

@@ -190,6 +190,22 @@ def test_new_folders_take_the_next_free_name(tmp_path: Path) -> None:
         x[2].release()
 
 
+def test_a_new_run_moves_to_the_name_of_another_cell_with_its_files_and_lock(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ck"
+    old, _, held = runfolder.claim(None, "x/verses.txt", "gru", str(root))
+    (old / "tokens-train.bin").write_bytes(b"\x01\x02")
+    (root / "verses-lstm").mkdir()  # taken
+    new, moved = runfolder.rename_new(old, held, "x/verses.txt", "lstm")
+    assert new == root / "verses-lstm-2" and not old.exists() and not held.held
+    assert (new / "tokens-train.bin").read_bytes() == b"\x01\x02"
+    assert _busy(new, os.getpid()) in _elsewhere(new)  # the new folder is locked
+    moved.release()
+    assert _elsewhere(new) == "free"
+    assert sorted(p.name for p in root.iterdir()) == ["verses-lstm", "verses-lstm-2"]
+
+
 def test_a_name_taken_between_looking_and_creating_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
