@@ -96,13 +96,14 @@ def fit_model_to_length(run: Run, step_seconds: float) -> str | None:
     steps = defaults.expected_steps(tc, n_train, seconds)
     if not defaults.long_run_model_fits(steps):
         return None
-    if req.lr is None:
-        run.train_config = replace(tc, lr=defaults.learning_rate(mc.cell))
+    lr = req.lr or defaults.learning_rate(mc.cell)
+    wd = defaults.LONG_MODEL_WEIGHT_DECAY if req.weight_decay is None else req.weight_decay
+    run.train_config = replace(tc, lr=lr, weight_decay=wd)
     run.replace_model(model)
     return (
         f"about {epochs:.0f} passes over the corpus expected: training a larger "
-        f"{mc.cell.upper()} {mc.layers}x{mc.hidden} with dropout {mc.dropout:g} instead "
-        f"(about {steps:,.0f} steps)"
+        f"{mc.cell.upper()} {mc.layers}x{mc.hidden} with dropout {mc.dropout:g} and weight decay "
+        f"{wd:g} instead (about {steps:,.0f} steps)"
     )
 
 

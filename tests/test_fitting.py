@@ -225,7 +225,9 @@ def test_a_long_run_trains_the_larger_model_in_a_folder_named_after_it(
     res = CliRunner().invoke(app, [*args, "--eval-every", "20", "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "training LSTM 2x160" in res.output
-    assert "training a larger LSTM 2x160 with dropout 0.35 instead" in res.output
+    assert (
+        "training a larger LSTM 2x160 with dropout 0.25 and weight decay 0.3 instead" in res.output
+    )
     run = root / "poems-lstm-2"
     assert f"run folder: {run}" in res.output
     assert sorted(p.name for p in root.iterdir()) == ["poems-lstm", "poems-lstm-2"]  # no -gru
@@ -233,6 +235,7 @@ def test_a_long_run_trains_the_larger_model_in_a_folder_named_after_it(
     saved = json.loads((run / "step-00000040" / "config.json").read_text())
     assert (saved["model"]["cell"], saved["model"]["hidden"]) == ("lstm", 160)
     assert saved["model"]["dropout"] == defaults.LONG_MODEL_DROPOUT
+    assert saved["training"]["weight_decay"] == defaults.LONG_MODEL_WEIGHT_DECAY
     from charrnn.checkpoint import load_model
 
     loaded = load_model(run, "cpu")
@@ -265,5 +268,13 @@ def test_the_default_model_stays_when_asked_for_or_when_the_larger_is_too_slow(
     run = start_run(TrainRequest(corpus=(str(corpus),), **limits), CPU)  # type: ignore[arg-type]
     assert fitting.fit_model_to_length(run, 1.0) is not None
     assert run.model.config.cell == "lstm" and run.run_dir.name == "poems-lstm"
+    assert run.train_config.weight_decay == defaults.LONG_MODEL_WEIGHT_DECAY
     trained = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
     assert trained == {id(p) for p in run.model.parameters()}  # the optimizer has the new model
+    assert run.optimizer.param_groups[0]["weight_decay"] == defaults.LONG_MODEL_WEIGHT_DECAY
+    run.lock.release()
+    # A weight decay asked for is kept.
+    req = TrainRequest(corpus=(str(corpus),), weight_decay=0.05, **limits)  # type: ignore[arg-type]
+    run = start_run(req, CPU)
+    assert fitting.fit_model_to_length(run, 1.0) is not None
+    assert run.train_config.weight_decay == run.optimizer.param_groups[0]["weight_decay"] == 0.05
