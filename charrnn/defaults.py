@@ -139,8 +139,9 @@ def long_run_model(mc: ModelConfig, n_train: int, epochs: float | None) -> Model
     nats/char), this LSTM (weight decay 0.01) against the default 2x256 GRU: 137 s 1.6723
     against 1.4760 (490 steps: too few), 5 min 1.4684 against 1.4739 (977 steps; the GRU made
     ~9 passes), 10 min 1.4413 against 1.4623 (1,842 steps; the GRU made 19 passes and
-    overfit). At 10 min, weight decay 0.1 gave 1.4309 and 0.3 1.4156; dropout on the recurrent
-    weights (0.2, with weight decay 0.1) 1.4401, 64 x 64 batches 1.4405."""
+    overfit). At 10 min, weight decay 0.1 gave 1.4309, 0.3 1.4156 and 0.6 1.4243; weight decay
+    0.3 with dropout 0.25 1.3973 (2,039 steps); dropout on the recurrent weights (0.2, with
+    weight decay 0.1) 1.4401, 64 x 64 batches 1.4405."""
     if epochs is None or epochs < LONG_MODEL_EPOCHS or n_train < LONG_MODEL_MIN_TOKENS:
         return None
     if mc.hidden >= LONG_MODEL_HIDDEN:

@@ -1,11 +1,12 @@
 """Fitting a new run to the machine it trains on: what the probes measure
 (:mod:`charrnn.probes`), put through the default rules (:mod:`charrnn.defaults`).
 
-Three choices are made here, each only where the user left it to charrnn: the CPU thread count
+These choices are made here, each only where the user left it to charrnn: the CPU thread count
 (the faster of one thread and all cores), the precision on a CPU with native bf16 (bf16
-autocast where a training step is measured clearly faster than in fp32), and more dropout for
-a run expected to pass over its corpus many times. :meth:`charrnn.runs.Run.fit_to_machine`
-calls :func:`fit_to_machine` once, before the first step.
+autocast where a training step is measured clearly faster than in fp32), and for a run expected
+to pass over its corpus many times a larger, more regularised model (when it still makes enough
+steps) or else more dropout. :meth:`charrnn.runs.Run.fit_to_machine` calls
+:func:`fit_to_machine` once, before the first step.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def fit_to_machine(run: Run, threads: int | None = None) -> MachineFit:
     """Apply the machine-dependent defaults to ``run``: the CPU thread count (probed when
     ``threads`` is None on a CPU with several cores), the precision of a new run on a CPU with
     native bf16 whose ``--precision`` was left out (probed: :func:`defaults.cpu_precision`),
-    and, for a new run whose dropout was left to the defaults, dropout for a run expected to
-    pass over its corpus many times. Single-process runs only (with torchrun every rank must
-    choose alike). Changes ``run.train_config``, the model's dropout and ``run.notices``."""
+    and, for a new run expected to pass over its corpus many times, the larger model of
+    :func:`fit_model_to_length` (model left to the defaults) or else more dropout (dropout left
+    to the defaults: :func:`fit_dropout_to_length`). Single-process runs only (with torchrun every rank must choose alike). Changes
+    ``run.train_config``, the model (or its dropout), the run folder's name and
+    ``run.notices``."""
     device = next(run.model.parameters()).device
     solo = device.type == "cpu" and not run.dist.enabled
     cores = torch.get_num_threads()
