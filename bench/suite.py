@@ -75,7 +75,7 @@ class Row:
     charrnn_wall: float  # seconds of the training process (charrnn: startup + train + eval)
     plain_wall: float
     first: str  # "charrnn" or "plain": which ran first
-    setup: str = ""  # charrnn's threads and precision, from its start line
+    setup: str = ""  # charrnn's model, threads and precision, from its start line
 
     @property
     def diff(self) -> float:
@@ -248,14 +248,16 @@ def run_child(cmd: list[str], cwd: Path) -> tuple[str, float, str]:
 
 
 def setup_of(start_line: str) -> str:
-    """The threads and precision charrnn chose, from the device part of its start line
-    (``... device cpu, 2 threads (...), bf16 autocast (bf16 at 1.41x ...); stops at ...``):
-    ``2 threads, bf16 (1.41x fp32)``; empty when the line has no device part."""
+    """The model, threads and precision charrnn chose, from its start line (``training LSTM
+    2x512 (...) ... device cpu, 2 threads (...), bf16 autocast (bf16 at 1.41x ...); stops at
+    ...``): ``LSTM 2x512, 2 threads, bf16 (1.41x fp32)``; empty without a device part."""
     m = re.search(r"device [^,;]+, (.*?); stops at", start_line)
     if not m:
         return ""
     text = re.sub(r" \(the faster of [^)]*\)", "", m.group(1))
-    return re.sub(r" autocast \(bf16 at ([\d.]+x) the speed of fp32 here\)", r" (\1 fp32)", text)
+    text = re.sub(r" autocast \(bf16 at ([\d.]+x) the speed of fp32 here\)", r" (\1 fp32)", text)
+    model = re.match(r"(?:training|resuming) (\w+ \d+x\d+) ", start_line)
+    return f"{model.group(1)}, {text}" if model else text
 
 
 def run_charrnn(

@@ -35,9 +35,9 @@ def fit_to_machine(run: Run, threads: int | None = None) -> MachineFit:
     native bf16 whose ``--precision`` was left out (probed: :func:`defaults.cpu_precision`),
     and, for a new run expected to pass over its corpus many times, the larger model of
     :func:`fit_model_to_length` (model left to the defaults) or else more dropout (dropout left
-    to the defaults: :func:`fit_dropout_to_length`). Single-process runs only (with torchrun every rank must choose alike). Changes
-    ``run.train_config``, the model (or its dropout), the run folder's name and
-    ``run.notices``."""
+    to the defaults: :func:`fit_dropout_to_length`). Single-process runs only (with torchrun
+    every rank must choose alike). Changes ``run.train_config``, the model (or its dropout),
+    the run folder's name and ``run.notices``."""
     device = next(run.model.parameters()).device
     solo = device.type == "cpu" and not run.dist.enabled
     cores = torch.get_num_threads()

@@ -76,7 +76,8 @@ def test_setup_comes_from_the_start_line() -> None:
         "128x32, lr 0.008, device cpu, 2 threads (the faster of 1 and 2 here), bf16 autocast "
         "(bf16 at 1.39x the speed of fp32 here); stops at time 1m"
     )
-    assert suite.setup_of(line) == "2 threads, bf16 (1.39x fp32)"
+    assert suite.setup_of(line) == "GRU 2x256, 2 threads, bf16 (1.39x fp32)"
+    assert suite.setup_of(line.replace("GRU 2x256", "LSTM 2x512")).startswith("LSTM 2x512, ")
     assert suite.setup_of("device cpu, fp32; stops at 3 steps") == "fp32"
     assert suite.setup_of("error: no such file") == ""
 
