@@ -89,8 +89,9 @@ def fit_model_to_length(run: Run, step_seconds: float) -> str | None:
     if mc is None or epochs is None:
         return None
     device = next(run.model.parameters()).device
-    torch.manual_seed(tc.seed)  # the weights the run would start from had it asked for mc
-    model = CharRNN(mc).to(device)
+    with torch.random.fork_rng(devices=[]):  # a run that keeps its model draws as before
+        torch.manual_seed(tc.seed)  # the weights the run would start from had it asked for mc
+        model = CharRNN(mc).to(device)
     seconds = float("inf")
     if device.type == "cpu" and tc.precision in PROBE_DTYPES:
         n = torch.get_num_threads()
