@@ -45,12 +45,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import checkpoint as ck  # noqa: E402
-from charrnn.defaults import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
 from charrnn.evaluation import evaluate_chunks  # noqa: E402
-from charrnn.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.sampling import SampleConfig, generate, generate_many  # noqa: E402
-from charrnn.training import TrainConfig, Trainer  # noqa: E402
+from charrnn.model.rnn import CharRNN, ModelConfig  # noqa: E402
+from charrnn.run.defaults import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
+from charrnn.sample.generate import SampleConfig, generate, generate_many  # noqa: E402
+from charrnn.store import checkpoint as ck  # noqa: E402
+from charrnn.training.loop import TrainConfig, Trainer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpora"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}

@@ -53,8 +53,8 @@ GOALS = {  # the issue's goals, as ratios to the torch import (RSS in MB)
 # loaded the way `charrnn sample` loads it on the CPU in that tree.
 THROUGHPUT = """
 import statistics, sys, time
-from charrnn import checkpoint as ck
-from charrnn.sampling import SampleConfig, generate
+from charrnn.store import checkpoint as ck
+from charrnn.sample.generate import SampleConfig, generate
 n = int(sys.argv[1])
 load = getattr(ck, "load_for_sampling", None)
 for path in sys.argv[2:]:
@@ -82,9 +82,9 @@ def make_run(root: str, cell: str) -> None:
     weights)."""
     import torch
 
-    from charrnn import checkpoint as ck
-    from charrnn.model import CharRNN, ModelConfig
-    from charrnn.vocab import Vocab
+    from charrnn.model.rnn import CharRNN, ModelConfig
+    from charrnn.store import checkpoint as ck
+    from charrnn.text.vocab import Vocab
 
     vocab = Vocab.build((ROOT / "corpora" / "verses.txt").read_text(encoding="utf-8"))
     torch.manual_seed(0)

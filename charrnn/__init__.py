@@ -13,8 +13,8 @@ This module is the public Python API; the command line (``charrnn train``, ``sam
 ``import charrnn`` is cheap: torch, NumPy and the submodules are imported by the functions that
 need them, on first use. Errors a user can fix (a missing file, a damaged checkpoint, a corpus
 too small, ...) raise :class:`CharRNNError` or one of its subclasses, with a one-line message.
-The lower-level modules stay available for finer control: :mod:`charrnn.sampling` (streaming,
-batches of samples), :mod:`charrnn.evaluation` (scoring protocols) and :mod:`charrnn.runs`
+The lower-level modules stay available for finer control: :mod:`charrnn.sample.generate` (streaming,
+batches of samples), :mod:`charrnn.evaluation` (scoring protocols) and :mod:`charrnn.run.session`
 (starting, resuming and saving runs).
 """
 
@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 
     import torch
 
-    from .checkpoint import LoadedModel
-    from .events import Event
+    from .store.checkpoint import LoadedModel
+    from .training.events import Event
 
     PathLike: TypeAlias = str | os.PathLike[str]
     Device: TypeAlias = str | torch.device
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "CharRNNError",
@@ -62,7 +62,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Names whose modules import torch, resolved on first use (``charrnn.LoadedModel``)."""
     if name == "LoadedModel":
-        from .checkpoint import LoadedModel
+        from .store.checkpoint import LoadedModel
 
         return LoadedModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -89,7 +89,7 @@ def load_model(path: PathLike, device: Device = "auto") -> LoadedModel:
             ``"cuda:N"``, or a ``torch.device``. Checkpoints load on any device.
 
     Returns:
-        A :class:`charrnn.checkpoint.LoadedModel`: ``.model`` (the ``CharRNN`` module, in eval
+        A :class:`charrnn.store.checkpoint.LoadedModel`: ``.model`` (the ``CharRNN`` module, in eval
         mode), ``.vocab`` (its tokenizer), ``.config`` (the checkpoint's ``config.json`` as a
         dict) and ``.path`` (the checkpoint folder actually loaded).
 
@@ -98,13 +98,13 @@ def load_model(path: PathLike, device: Device = "auto") -> LoadedModel:
             damaged or incompatible checkpoint (no pickle is ever read).
         CharRNNError: ``device`` names a device this machine does not have.
     """
-    from .checkpoint import load_model as _load
+    from .store.checkpoint import load_model as _load
 
     return _load(Path(path), _device(device))
 
 
 def _as_loaded(model: LoadedModel | PathLike) -> LoadedModel:
-    from .checkpoint import LoadedModel
+    from .store.checkpoint import LoadedModel
 
     if isinstance(model, LoadedModel):
         return model
@@ -135,8 +135,8 @@ def generate_stream(
     ``tokenizer="bpe"`` or ``"unigram"``). ``"".join(generate_stream(...))`` is
     ``generate(...)``.
     """
-    from .sampling import SampleConfig
-    from .sampling import generate as _generate
+    from .sample.generate import SampleConfig
+    from .sample.generate import generate as _generate
 
     loaded = _as_loaded(model)
     cfg = SampleConfig(length, temperature, top_k, top_p, seed)
@@ -267,7 +267,7 @@ def score_file(
         CharRNNError: the file is too short to predict anything.
         CheckpointError: ``model`` is a path that does not hold a usable checkpoint.
     """
-    from .data import DECODE_ERRORS, iter_text
+    from .text.reading import DECODE_ERRORS, iter_text
 
     if errors not in DECODE_ERRORS:
         raise ValueError(f"errors={errors!r}: expected one of {', '.join(DECODE_ERRORS)}")
@@ -294,7 +294,7 @@ def _request_options() -> tuple[str, ...]:
     """The ``TrainRequest`` fields :func:`train` takes as ``**options``."""
     from dataclasses import fields
 
-    from .defaults import TrainRequest
+    from .run.defaults import TrainRequest
 
     explicit = {"corpus", "out", "resume", "max_time", "max_steps", "cell", "hidden", "layers"}
     return tuple(f.name for f in fields(TrainRequest) if f.name not in explicit)
@@ -334,7 +334,7 @@ def train(
     Checkpoints are saved in the run folder at each evaluation and at the end; the returned
     folder can go straight to :func:`load_model` (its best checkpoint) or to
     ``train(resume=...)``. An option left at None is chosen by the measured defaults of
-    :mod:`charrnn.defaults` (see the README's "How the defaults were chosen").
+    :mod:`charrnn.run.defaults` (see the README's "How the defaults were chosen").
 
     Args:
         corpus: the text file to train on, or a sequence of files read one after the other;
@@ -360,7 +360,7 @@ def train(
         quiet: False prints the setup notices and one line per evaluation (validation
             bits per character) to standard error.
         **options: any other ``charrnn train`` option, under its
-            :class:`charrnn.defaults.TrainRequest` name: ``val``, ``val_fraction``,
+            :class:`charrnn.run.defaults.TrainRequest` name: ``val``, ``val_fraction``,
             ``encoding``, ``errors``, ``min_char_count``, ``tokenizer`` (``"char"``, ``"bpe"``,
             ``"unigram"``), ``vocab_size``, ``embed_dim``, ``dropout``, ``tie_weights``,
             ``batch_size``, ``seq_len``, ``lr``, ``weight_decay``, ``clip``, ``warmup``,
@@ -387,8 +387,8 @@ def train(
         raise TypeError("train() needs either a corpus (a text file, or several) or resume=RUN")
     if isinstance(max_time, str):
         raise TypeError(f"max_time={max_time!r}: give seconds as a number, e.g. 600 for 10m")
-    from .defaults import TrainRequest
-    from .runs import resume_run, start_run
+    from .run.defaults import TrainRequest
+    from .run.session import resume_run, start_run
 
     if corpus is None:
         sources: tuple[str, ...] = ()
@@ -428,7 +428,7 @@ def train(
 
 def _report(event: Event) -> None:
     """``train(quiet=False)``: one line per evaluation on standard error."""
-    from .events import Evaluated
+    from .training.events import Evaluated
 
     if isinstance(event, Evaluated):
         best = " (best)" if event.is_best else ""

@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .model import CharRNN, Hidden
+from .model.rnn import CharRNN, Hidden
 from .units import LN2, Score
 
 

@@ -29,7 +29,7 @@ def small_text(verses_text: str) -> str:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
     """A tiny GRU trained for a few hundred steps through the library (shared by tests)."""
-    from charrnn.runs import TrainRequest, start_run
+    from charrnn.run.session import TrainRequest, start_run
 
     d = tmp_path_factory.mktemp("run")
     corpus = d / "small.txt"

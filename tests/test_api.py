@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import charrnn
-from charrnn.vocab import UNK_ID
+from charrnn.text.vocab import UNK_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSES = ROOT / "corpora" / "verses.txt"
@@ -70,7 +70,7 @@ def test_import_does_not_load_torch() -> None:
 def test_all_names_resolve() -> None:
     for name in charrnn.__all__:
         assert getattr(charrnn, name) is not None, name
-    from charrnn.checkpoint import LoadedModel
+    from charrnn.store.checkpoint import LoadedModel
 
     assert charrnn.LoadedModel is LoadedModel
     assert issubclass(charrnn.CheckpointError, charrnn.CharRNNError)

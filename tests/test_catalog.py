@@ -12,10 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
 from charrnn.cli import app
-from charrnn.metrics import METRICS
-from charrnn.runs import TrainRequest, start_run
+from charrnn.run.session import TrainRequest, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.store.metrics import METRICS
 
 runner = CliRunner()
 
@@ -142,7 +142,7 @@ def test_plot_draws_training_beside_validation_and_runs_without_validation(
     runs_root: Path, tmp_path: Path, small_text: str
 ) -> None:
     pytest.importorskip("matplotlib")
-    from charrnn.plotting import curve, curves, figure
+    from charrnn.cli.plotting import curve, curves, figure
 
     big = curve(runs_root / "big")
     assert big.bits and len(big.train_bits) > len(big.bits)  # step records: the training curve

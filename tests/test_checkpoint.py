@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ck
 from charrnn.errors import CheckpointError
-from charrnn.metrics import METRICS, MetricsLog, read_metrics
+from charrnn.store import checkpoint as ck
+from charrnn.store.metrics import METRICS, MetricsLog, read_metrics
 
 
 def _logits(model: torch.nn.Module, vocab_size: int) -> torch.Tensor:

@@ -180,7 +180,7 @@ def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     run = tmp_path / "checkpoints" / "poems-gru"
     best = run / (run / "best").read_text().strip()
     metrics = json.loads((best / "config.json").read_text())["metrics"]
-    from charrnn.vocab import Vocab
+    from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_dict(json.loads((best / "vocab.json").read_text()))
     assert metrics["val_bits_per_char"] < vocab.unigram_entropy_bits() - 1.0

@@ -301,10 +301,10 @@ def test_a_torch_error_during_training_is_one_line_and_keeps_the_checkpoints(
 ) -> None:
     import torch
 
-    from charrnn import checkpoint as ck
     from charrnn.errors import TrainingError
-    from charrnn.events import Stepped
-    from charrnn.runs import TrainRequest, start_run
+    from charrnn.run.session import TrainRequest, start_run
+    from charrnn.store import checkpoint as ck
+    from charrnn.training.events import Stepped
 
     out = tmp_path / "r"
     tiny = {"hidden": 8, "layers": 1, "batch_size": 4, "seq_len": 8}
@@ -330,7 +330,7 @@ def test_info_and_runs_of_subword_runs_are_per_character(
 ) -> None:
     import torch
 
-    from charrnn.runs import TrainRequest, start_run
+    from charrnn.run.session import TrainRequest, start_run
 
     text = small_text[:20000]
     corpus = tmp_path / "c.txt"
@@ -370,7 +370,7 @@ def test_info_and_runs_of_subword_runs_are_per_character(
 def test_info_and_runs_flag_a_truncated_checkpoint(trained_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from charrnn import checkpoint as ck
+    from charrnn.store import checkpoint as ck
 
     run = tmp_path / "runs" / "broken"
     shutil.copytree(trained_run, run)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.data import (
+from charrnn.errors import CorpusError
+from charrnn.text.reading import (
     batchify,
     fit_batch,
     iter_text,
@@ -15,7 +16,6 @@ from charrnn.data import (
     window,
     windows,
 )
-from charrnn.errors import CorpusError
 
 
 def test_batchify_rows_are_contiguous_stretches() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from charrnn import defaults
-from charrnn.defaults import TrainRequest, auto_model_config
+from charrnn.run import defaults
+from charrnn.run.defaults import TrainRequest, auto_model_config
 
 
 def test_size_rules_follow_the_corpus_and_the_vocabulary() -> None:

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
 from charrnn.cli import app
-from charrnn.runs import TrainRequest, start_run
+from charrnn.run.session import TrainRequest, start_run
+from charrnn.store import checkpoint as ck
 
 from .test_cli import run_cli
 
@@ -123,7 +123,7 @@ def test_bf16_autocast_trains_on_cpu_and_saves_fp32(tmp_path: Path, small_text: 
     assert run.train_config.precision == "bf16"
     events: list[object] = []
     run.train(callbacks=[events.append])
-    from charrnn.training import Evaluated
+    from charrnn.training.loop import Evaluated
 
     vals = [e.val.nats_per_token for e in events if isinstance(e, Evaluated)]
     assert len(vals) == 2 and vals[1] < vals[0]

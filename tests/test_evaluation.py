@@ -5,7 +5,7 @@ import math
 import torch
 
 from charrnn.evaluation import StreamEvaluator, evaluate, evaluate_chunks
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 
 
 def test_uniform_model_perplexity_equals_vocab_size() -> None:
@@ -33,7 +33,7 @@ def test_chunked_evaluation_equals_one_pass() -> None:
 
 
 def _trained(trained_run):  # type: ignore[no-untyped-def]
-    from charrnn import checkpoint as ck
+    from charrnn.store import checkpoint as ck
 
     return ck.load_model(trained_run)
 

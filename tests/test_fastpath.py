@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn import checkpoint as ck
-from charrnn import fastpath
-from charrnn.fastpath import FastRNN, supports
-from charrnn.model import CELLS, CharRNN, ModelConfig
-from charrnn.sampling import FastPicker, SampleConfig, generate, generate_many, next_token_probs
-from charrnn.vocab import UNK_ID
+from charrnn.model.rnn import CELLS, CharRNN, ModelConfig
+from charrnn.sample import numpy_engine as fastpath
+from charrnn.sample.generate import (
+    FastPicker,
+    SampleConfig,
+    generate,
+    generate_many,
+    next_token_probs,
+)
+from charrnn.sample.numpy_engine import FastRNN, supports
+from charrnn.store import checkpoint as ck
+from charrnn.text.vocab import UNK_ID
 
 V = 23
 

@@ -18,11 +18,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
 from charrnn.cli import app
 from charrnn.errors import TrainingError
-from charrnn.runs import TrainRequest, start_run
-from charrnn.vocab import Vocab
+from charrnn.run.session import TrainRequest, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.text.vocab import Vocab
 
 from .test_cli import CHARRNN, run_cli
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
-from charrnn import defaults, finetune
 from charrnn.cli import app
-from charrnn.metrics import read_metrics
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.runs import TrainRequest, resume_run, start_run
-from charrnn.vocab import Vocab
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.run import defaults, finetune
+from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.store.metrics import read_metrics
+from charrnn.text.vocab import Vocab
 
 from .conftest import ROOT
 
@@ -297,8 +297,8 @@ def test_resume_keeps_the_patience_count(tmp_path: Path, verses_text: str) -> No
 
 
 def test_patience_bookkeeping() -> None:
-    from charrnn.schedule import record_validation, stop_reason
-    from charrnn.training import TrainConfig, TrainerState
+    from charrnn.training.loop import TrainConfig, TrainerState
+    from charrnn.training.schedule import record_validation, stop_reason
 
     c, s = TrainConfig(patience=2, max_steps=100), TrainerState(step=10)
     assert record_validation(c, s, 2.0) and s.bad_evals == 0

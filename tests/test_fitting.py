@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import defaults, fitting
 from charrnn.cli import app
 from charrnn.evaluation import score_text
-from charrnn.events import Evaluated, Stepped
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.probes import StepTimes
-from charrnn.runs import TrainRequest, resume_run, start_run
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.run import defaults, fitting
+from charrnn.run.probes import StepTimes
+from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.training.events import Evaluated, Stepped
 from charrnn.units import Score
 
 CPU = torch.device("cpu")
@@ -111,7 +111,7 @@ def test_forced_precision_trains_for_real_and_says_so(
     assert (", bf16 autocast;" in start) == (precision == "bf16"), start
     saved = json.loads((out / "step-00000060" / "config.json").read_text())
     assert saved["training"]["precision"] == precision
-    from charrnn.checkpoint import load_model
+    from charrnn.store.checkpoint import load_model
 
     loaded = load_model(out, "cpu")
     score = score_text(loaded.model, loaded.vocab, [small_text[-3000:]]).score
@@ -236,7 +236,7 @@ def test_a_long_run_trains_the_larger_model_in_a_folder_named_after_it(
     assert (saved["model"]["cell"], saved["model"]["hidden"]) == ("lstm", 160)
     assert saved["model"]["dropout"] == defaults.LONG_MODEL_DROPOUT
     assert saved["training"]["weight_decay"] == defaults.LONG_MODEL_WEIGHT_DECAY
-    from charrnn.checkpoint import load_model
+    from charrnn.store.checkpoint import load_model
 
     loaded = load_model(run, "cpu")
     score = score_text(loaded.model, loaded.vocab, [small_text[-3000:]]).score

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.model import CELLS, CharRNN, ModelConfig
+from charrnn.model.rnn import CELLS, CharRNN, ModelConfig
 
 B, T, V = 3, 7, 11
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn import probes
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.probes import StepTimes
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.run import probes
+from charrnn.run.probes import StepTimes
 
 
 def _model() -> CharRNN:

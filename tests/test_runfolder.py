@@ -20,15 +20,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
-from charrnn import runfolder
-from charrnn.catalog import list_runs
 from charrnn.cli import app
-from charrnn.distributed import Dist
 from charrnn.errors import CharRNNError
-from charrnn.metrics import read_metrics
-from charrnn.runfolder import LOCK_FILE, RunBusy
-from charrnn.runs import TrainRequest, resume_run, start_run
+from charrnn.run import folder as runfolder
+from charrnn.run.folder import LOCK_FILE, RunBusy
+from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.store.catalog import list_runs
+from charrnn.store.metrics import read_metrics
+from charrnn.training.distributed import Dist
 
 from .test_cli import CHARRNN, run_cli
 

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ck
-from charrnn import sampling
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import (
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.sample import generate as sampling
+from charrnn.sample.generate import (
     SampleConfig,
     engine,
     generate,
@@ -16,7 +15,8 @@ from charrnn.sampling import (
     next_token_probs,
     stop_at,
 )
-from charrnn.vocab import UNK_ID, Vocab
+from charrnn.store import checkpoint as ck
+from charrnn.text.vocab import UNK_ID, Vocab
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
-from charrnn import sampling
 from charrnn.cli import app
-from charrnn.config import parameters_of, weight_shapes
 from charrnn.errors import CheckpointError
-from charrnn.metrics import MetricsLog
-from charrnn.model import CELLS, CharRNN, ModelConfig
-from charrnn.npmodel import ArrayModel
-from charrnn.sampling import SampleConfig, engine, generate, generate_many
-from charrnn.vocab import Vocab
+from charrnn.model.arrays import ArrayModel
+from charrnn.model.config import parameters_of, weight_shapes
+from charrnn.model.rnn import CELLS, CharRNN, ModelConfig
+from charrnn.sample import generate as sampling
+from charrnn.sample.generate import SampleConfig, engine, generate, generate_many
+from charrnn.store import checkpoint as ck
+from charrnn.store.metrics import MetricsLog
+from charrnn.text.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "the quick brown fox jumps over the lazy dog.\nTHE END\n"

@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint as ck
 from charrnn.cli import app
 from charrnn.errors import CheckpointError
-from charrnn.runs import TrainRequest, start_run
-from charrnn.tokenizers import SubwordTokenizer, train_subword
-from charrnn.vocab import UNK_ID
+from charrnn.run.session import TrainRequest, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.text.tokenizers import SubwordTokenizer, train_subword
+from charrnn.text.vocab import UNK_ID
 
 pytest.importorskip("sentencepiece")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ck
 from charrnn.errors import TrainingError
-from charrnn.metrics import read_metrics
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.runs import TrainRequest, resume_run, start_run
-from charrnn.training import Evaluated, Skipped, Stepped, TrainConfig, Trainer
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.store import checkpoint as ck
+from charrnn.store.metrics import read_metrics
+from charrnn.training.loop import Evaluated, Skipped, Stepped, TrainConfig, Trainer
 
 CPU = torch.device("cpu")
 
@@ -147,7 +147,7 @@ def test_eval_share_skips_periodic_evaluations(share: float | None, expected: li
 
 
 def test_default_evaluation_cadence_follows_an_explicit_eval_every(tmp_path: Path) -> None:
-    from charrnn.defaults import EVAL_SHARE, auto_train_config
+    from charrnn.run.defaults import EVAL_SHARE, auto_train_config
 
     auto, _ = auto_train_config(TrainRequest(corpus=("x",)), "gru", 100_000)
     asked, _ = auto_train_config(TrainRequest(corpus=("x",), eval_every=50), "gru", 100_000)
@@ -189,7 +189,7 @@ def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
 
 def test_validation_during_training_is_the_eval_perplexity_figure(small_text: str) -> None:
     from charrnn.evaluation import DEFAULT_STREAMS, evaluate_chunks
-    from charrnn.vocab import Vocab
+    from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_counts(Counter(small_text))
     ids = torch.tensor(vocab.encode(small_text))
@@ -219,8 +219,8 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
 
 
 def test_long_runs_get_dropout(tmp_path: Path, small_text: str) -> None:
-    from charrnn.defaults import LONG_RUN_DROPOUT, expected_epochs
-    from charrnn.fitting import fit_dropout_to_length
+    from charrnn.run.defaults import LONG_RUN_DROPOUT, expected_epochs
+    from charrnn.run.fitting import fit_dropout_to_length
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from charrnn.vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab
+from charrnn.text.vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab
 
 
 def test_round_trip_and_deterministic_order() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import typer
 
-from .. import catalog
 from ..errors import CharRNNError
-from ..vocab import UNK
+from ..store import catalog
+from ..text.vocab import UNK
 from .common import (
     Choice,
     Number,
@@ -247,7 +247,7 @@ def plot_command(
     ),
 ) -> None:
     """Plot validation bits/char against training time and characters seen, one line per run."""
-    from ..plotting import curves, figure
+    from .plotting import curves, figure
 
     fig = figure(curves(runs), width=width, height=height)
     try:

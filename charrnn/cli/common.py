@@ -22,8 +22,8 @@ from typing import Any, NoReturn, TypeVar, cast
 import typer
 from rich.console import Console
 
-from .. import checkpoint as ck
 from ..errors import CharRNNError, CheckpointError, OptionError
+from ..store import checkpoint as ck
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -320,7 +320,7 @@ def encoding_option(help: str) -> Any:
 
 def errors_option(help: str) -> Any:
     """``--errors strict|replace|ignore`` (strict), checked at parse time."""
-    from ..data import DECODE_ERRORS
+    from ..text.reading import DECODE_ERRORS
 
     return typer.Option(
         "strict",

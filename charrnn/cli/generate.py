@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .. import checkpoint as ck
-from ..vocab import show_chars
+from ..store import checkpoint as ck
+from ..text.vocab import show_chars
 from .common import (
     MAX_BATCH,
     MAX_SAMPLES,
@@ -111,8 +111,8 @@ def sample_command(
     threads: int | None = threads_param(),
 ) -> None:
     """Generate text from a trained model, streamed to stdout."""
-    from ..data import read_text
-    from ..sampling import SampleConfig, generate, generate_many
+    from ..sample.generate import SampleConfig, generate, generate_many
+    from ..text.reading import read_text
 
     if prime is not None and prime_file is not None:
         raise typer.BadParameter("give --prime or --prime-file, not both")
@@ -202,8 +202,8 @@ def eval_command(
     --burn-in characters before its start (within a tiny tolerance of the exact figure);
     --exact scores one stream with the state carried through the whole file.
     """
-    from ..data import iter_text
     from ..evaluation import score_text
+    from ..text.reading import iter_text
 
     if files.count("-") > 1:
         raise typer.BadParameter("standard input (-) can be named only once")

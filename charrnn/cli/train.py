@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..errors import CharRNNError
+
 # Only torch-free modules at import: every command's --help, and the other commands, must not
 # pay for torch. What trains is imported when a training starts.
-from ..config import CELLS, DEFAULT_CELL, PRECISIONS, SCHEDULES
-from ..errors import CharRNNError
-from ..tokenizers import TOKENIZERS
+from ..model.config import CELLS, DEFAULT_CELL, PRECISIONS, SCHEDULES
+from ..text.tokenizers import TOKENIZERS
 from .common import (
     MAX_BATCH,
     MAX_LAYERS,
@@ -42,8 +43,8 @@ from .common import (
 if TYPE_CHECKING:
     import torch
 
-    from .. import distributed
-    from ..runs import MachineFit, TrainRequest
+    from ..run.session import MachineFit, TrainRequest
+    from ..training import distributed
 
 TRAIN_EPILOG = (
     "Examples:\n\n"
@@ -245,8 +246,8 @@ def train_command(
     ),
 ) -> None:
     """Train a model on text files; checkpoints go to a run folder."""
-    from .. import distributed
-    from ..runs import TrainRequest
+    from ..run.session import TrainRequest
+    from ..training import distributed
 
     if resume and (tokenizer is not None or vocab_size is not None):
         raise typer.BadParameter("a resumed run keeps its tokenizer", param_hint="--tokenizer")
@@ -328,7 +329,7 @@ def _train(
     sample_every: int | None,
     threads: int | None,
 ) -> None:
-    from ..runs import resume_run, start_run
+    from ..run.session import resume_run, start_run
     from .view import Reporter
 
     if req.precision == "fp16" and dev.type != "cuda":
@@ -372,7 +373,7 @@ def _train(
             reporter.progress.stop()
     if d.is_main:
         reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
-    from ..distributed import barrier
+    from ..training.distributed import barrier
 
     barrier(d)  # every rank done before the process group goes away
     if stop["signal"] is not None:

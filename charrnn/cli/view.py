@@ -16,10 +16,10 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import checkpoint as ck
-from ..events import Evaluated, Event, Finished, Skipped, Started, Stepped
-from ..runs import Run
-from ..training import TrainerState
+from ..run.session import Run
+from ..store import checkpoint as ck
+from ..training.events import Evaluated, Event, Finished, Skipped, Started, Stepped
+from ..training.loop import TrainerState
 from ..units import best_bits_per_char, bits
 from .common import err, format_duration
 
@@ -193,7 +193,7 @@ class Reporter:
     def _preview(self, step: int) -> None:
         """A short sample from the model as it is now (its own seeded generator: the training
         RNG is not touched, so previews never change what is trained)."""
-        from ..sampling import SampleConfig, generate
+        from ..sample.generate import SampleConfig, generate
 
         cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
         text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
@@ -203,7 +203,7 @@ class Reporter:
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
     def note(self, text: str) -> None:
-        """A notice during training, e.g. from :class:`charrnn.fitting.LoadWatch`."""
+        """A notice during training, e.g. from :class:`charrnn.run.fitting.LoadWatch`."""
         self._log(f"note: {text}")
 
     def _log(self, line: str) -> None:

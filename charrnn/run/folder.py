@@ -2,7 +2,7 @@
 when nothing was saved in it.
 
 A run folder holds the run's checkpoints, pointers, metrics.jsonl and token cache (see
-:mod:`charrnn.checkpoint`). Its default name is ``<root>/<corpus stem>-<cell>``, with ``-2``,
+:mod:`charrnn.store.checkpoint`). Its default name is ``<root>/<corpus stem>-<cell>``, with ``-2``,
 ``-3``, ... when taken.
 
 One writer per run. ``charrnn train`` (new or ``--resume``) holds an exclusive OS lock on the
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoint as ck
-from .data import STDIN
-from .distributed import Dist, broadcast_text
-from .errors import CharRNNError
+from ..errors import CharRNNError
+from ..store import checkpoint as ck
+from ..text.reading import STDIN
+from ..training.distributed import Dist, broadcast_text
 
 if TYPE_CHECKING:
     import torch

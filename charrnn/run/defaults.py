@@ -5,7 +5,7 @@ time, time budget), and its docstring names the measurement behind it; the READM
 defaults were chosen" gives the figures. :class:`TrainRequest` is what the user asked for (None:
 "choose for me"); :func:`auto_model_config` and :func:`auto_train_config` fill it in from the
 rules. Nothing here touches files, prints, or measures: measurements come from
-:mod:`charrnn.probes` and the corpus.
+:mod:`charrnn.run.probes` and the corpus.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .config import CELLS, DEFAULT_CELL, ModelConfig
+from ..errors import OptionError
+from ..model.config import CELLS, DEFAULT_CELL, ModelConfig
+from ..text.reading import fit_batch
+from ..text.tokenizers import TOKENIZERS
+from ..training.loop import TrainConfig
 from .corpus import CorpusSpec
-from .data import fit_batch
-from .errors import OptionError
-from .tokenizers import TOKENIZERS
-from .training import TrainConfig
 
 DEFAULT_MAX_TIME = 120.0  # seconds, when no limit is given
 DEFAULT_LAYERS = 2  # DEFAULT_CELL ("gru") is in config.py: the command line's help shows it
@@ -132,7 +132,7 @@ def long_run_model(mc: ModelConfig, n_train: int, epochs: float | None) -> Model
     """The larger, more regularised model worth measuring for a new run whose default model
     ``mc`` is expected to pass ``epochs`` times over ``n_train`` training tokens (None: keep
     ``mc``): a 2-layer LSTM of LONG_MODEL_HIDDEN with dropout LONG_MODEL_DROPOUT (and AdamW
-    weight decay LONG_MODEL_WEIGHT_DECAY: :func:`charrnn.fitting.fit_model_to_length`), for a
+    weight decay LONG_MODEL_WEIGHT_DECAY: :func:`charrnn.run.fitting.fit_model_to_length`), for a
     run of LONG_MODEL_EPOCHS passes or more on LONG_MODEL_MIN_TOKENS tokens or more whose
     default model is narrower. It replaces the default only if it still makes LONG_MODEL_STEPS
     steps (:func:`long_run_model_fits`). Measured on tinyshakespeare (bf16, one run each, val

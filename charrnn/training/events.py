@@ -1,6 +1,7 @@
 """What the training loop reports, as plain frozen records. Standard library only.
 
-:class:`~charrnn.training.Trainer` emits these to its callbacks; the run (saving, metrics.jsonl)
+:class:`~charrnn.training.loop.Trainer` emits these to its callbacks; the run (saving,
+metrics.jsonl)
 and the command line (progress, summary) react to them. Losses of the training stream come per
 token (what the optimizer sees) and per character (what users compare); validation comes as a
 :class:`~charrnn.units.Score`, which has both.
@@ -12,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .units import Score
+from ..units import Score
 
 if TYPE_CHECKING:
-    from .training import TrainerState
+    from .loop import TrainerState
 
 # Why a session ended (Finished.reason).
 STOP_REASONS = ("max_steps", "max_epochs", "patience", "max_time", "stopped")

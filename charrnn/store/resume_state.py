@@ -1,7 +1,7 @@
 """The trainer's, the optimizer's and the random generators' state as plain data, and back.
 
 A checkpoint stores them for ``--resume`` without pickle: tensors go to safetensors files, the
-rest to JSON; :mod:`charrnn.checkpoint` reads and writes the files.
+rest to JSON; :mod:`charrnn.store.checkpoint` reads and writes the files.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
+from ..model.rnn import CharRNN, hidden_from_tensors, hidden_tensors
+from ..training.loop import TrainConfig, TrainerState, make_optimizer
 from . import checkpoint as ck
-from .errors import CheckpointError
-from .model import CharRNN, hidden_from_tensors, hidden_tensors
-from .training import TrainConfig, TrainerState, make_optimizer
 
 
 def optimizer_to_plain(

@@ -5,8 +5,10 @@ Temperature 0 is greedy decoding; ``top_k`` keeps the k most likely characters a
 the smallest set whose probability reaches p (nucleus sampling). ``<UNK>`` is never sampled.
 
 :func:`engine` alone chooses how the text is computed. The "numpy" engine (float32 weights on
-the CPU) runs the steps in :mod:`charrnn.fastpath` (same logits, a fraction of the overhead) and
-needs NumPy only: a checkpoint read by :func:`charrnn.checkpoint.load_arrays` is sampled without
+the CPU) runs the steps in :mod:`charrnn.sample.numpy_engine` (same logits, a fraction of the
+overhead) and
+needs NumPy only: a checkpoint read by :func:`charrnn.store.checkpoint.load_arrays` is sampled
+without
 importing torch. The "torch" engine (``fast=False`` or ``CHARRNN_ENGINE=torch``, and always for
 other devices or dtypes) feeds the model one step at a time. Both draw the characters the same
 way, by inverse CDF (:class:`FastPicker`) with a NumPy generator seeded from ``seed``, so for a
@@ -24,16 +26,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import fastpath
-from .device import cuda_possible
-from .npmodel import ArrayModel, supports
-from .tokenizers import Tokenizer
-from .vocab import UNK_ID
+from ..device import cuda_possible
+from ..model.arrays import ArrayModel, supports
+from ..text.tokenizers import Tokenizer
+from ..text.vocab import UNK_ID
+from . import numpy_engine
 
 if TYPE_CHECKING:
     import torch
 
-    from .model import CharRNN
+    from ..model.rnn import CharRNN
 
 Engine = Literal["numpy", "torch"]
 ENGINE_ENV = "CHARRNN_ENGINE"  # "torch" forces the torch engine (tests, comparisons)
@@ -44,9 +46,9 @@ def engine(model: CharRNN | ArrayModel | str, fast: bool = True) -> Engine:
 
     ``model`` is a loaded model, or the ``--device`` of one still to load (``auto``, ``cpu``,
     ``cuda[:N]``): then "numpy" means "read the checkpoint with NumPy, never import torch".
-    "numpy" (:class:`fastpath.FastRNN` steps) when ``fast`` is true, ``$CHARRNN_ENGINE`` is not
+    "numpy" (:class:`numpy_engine.FastRNN` steps) when ``fast`` is true, ``$CHARRNN_ENGINE`` is not
     ``torch``, and the model is an :class:`ArrayModel` or has float32 weights on the CPU
-    (:func:`charrnn.npmodel.supports`), or the device is ``cpu``, or ``auto`` where no CUDA
+    (:func:`charrnn.model.arrays.supports`), or the device is ``cpu``, or ``auto`` where no CUDA
     device can be present (:func:`charrnn.device.cuda_possible`); "torch" (the model's own
     forward, one step at a time) otherwise: on any other device, or with any other dtype (bf16,
     float64, ...).
@@ -92,10 +94,10 @@ def next_token_probs(
     top_p: float | None = None,
 ) -> torch.Tensor:
     """Sampling distribution (B, V) from logits (B, V); never NaN for any temperature > 0.
-    :func:`fastpath.next_token_probs_np` on tensors (computed on the CPU, returned there)."""
+    :func:`numpy_engine.next_token_probs_np` on tensors (computed on the CPU, returned there)."""
     import torch
 
-    probs = fastpath.next_token_probs_np(
+    probs = numpy_engine.next_token_probs_np(
         logits.detach().float().cpu().numpy(), temperature, top_k, top_p
     )
     return torch.from_numpy(probs)
@@ -279,7 +281,7 @@ class FastPicker:
         """Cumulative (unnormalised) sampling weights (B, V) from folded logits ``z`` (B, V)."""
         if not self.simple:
             cfg = self.cfg
-            probs = fastpath.next_token_probs_np(z, cfg.temperature, cfg.top_k, cfg.top_p)
+            probs = numpy_engine.next_token_probs_np(z, cfg.temperature, cfg.top_k, cfg.top_p)
             return np.add.accumulate(probs, axis=1, out=self.cdf)
         e, cdf = self.z, self.cdf
         # exp(min(z, 80)): no overflow; a total that reaches e^80 (or underflows) means some
@@ -326,13 +328,13 @@ class FastPicker:
 
 def _fast_start(
     model: CharRNN | ArrayModel, vocab: Tokenizer, prime: str, cfg: SampleConfig, batch: int
-) -> tuple[fastpath.FastRNN, FastPicker, int, str]:
+) -> tuple[numpy_engine.FastRNN, FastPicker, int, str]:
     """The stepper loaded with the prime's state (read one token at a time), the picker, the last
     input token and the text the output begins with."""
     rng = np.random.default_rng(cfg.seed)
     context, last, head = _prime(vocab, prime, rng)
     pick = FastPicker(cfg, batch, model.config.vocab_size, rng)
-    rnn = fastpath.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
+    rnn = numpy_engine.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
     step = rnn.step
     for tok in context:
         step(tok if batch == 1 else np.full(batch, tok))

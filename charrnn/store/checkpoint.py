@@ -19,7 +19,7 @@ Writes are atomic: a checkpoint is built in a hidden temporary sibling folder, e
 fsynced, and the folder is renamed into place; only then are the pointers replaced (write a
 temporary file, fsync, ``os.replace``). A crash at any moment leaves the previous checkpoint and
 pointers usable; left-over ``.tmp-*`` folders are ignored and removed by the next run.
-``metrics.jsonl`` belongs to :mod:`charrnn.metrics`, which only ever appends to it.
+``metrics.jsonl`` belongs to :mod:`charrnn.store.metrics`, which only ever appends to it.
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CheckpointError
+from ..model.config import ModelConfig, weight_shapes
+from ..text.tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
+from ..text.vocab import Vocab
 from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
-from .config import ModelConfig, weight_shapes
-from .errors import CheckpointError
 from .tensorfile import read_arrays, read_tensors
-from .tokenizers import KINDS, MODEL_FILE, SubwordTokenizer, Tokenizer
-from .vocab import Vocab
 
 if TYPE_CHECKING:
     import torch
 
-    from .model import CharRNN
-    from .npmodel import ArrayModel
+    from ..model.arrays import ArrayModel
+    from ..model.rnn import CharRNN
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -372,7 +372,7 @@ def expected_weights(mc: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
-    from .model import CharRNN
+    from ..model.rnn import CharRNN
 
     ckpt = resolve_checkpoint(Path(path))
     config, mc, vocab = read_model_config(ckpt)
@@ -390,7 +390,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
 @dataclass
 class LoadedArrays:
     """A checkpoint loaded for the NumPy sampler: as :class:`LoadedModel`, with the weights as
-    NumPy arrays (:class:`charrnn.npmodel.ArrayModel`) and torch never imported."""
+    NumPy arrays (:class:`charrnn.model.arrays.ArrayModel`) and torch never imported."""
 
     path: Path
     model: ArrayModel
@@ -401,7 +401,7 @@ class LoadedArrays:
 def load_arrays(path: Path) -> LoadedArrays:
     """:func:`load_model` without torch: the same checks (format version, names, shapes, dtypes,
     finite values), the weights read by safetensors' NumPy loader."""
-    from .npmodel import ArrayModel
+    from ..model.arrays import ArrayModel
 
     ckpt = resolve_checkpoint(Path(path))
     config, mc, vocab = read_model_config(ckpt)
@@ -412,13 +412,13 @@ def load_arrays(path: Path) -> LoadedArrays:
 def load_for_sampling(
     path: Path, device: str = "auto", fast: bool = True
 ) -> LoadedModel | LoadedArrays:
-    """A checkpoint loaded the way :func:`charrnn.sampling.engine` chooses for ``device``:
+    """A checkpoint loaded the way :func:`charrnn.sample.generate.engine` chooses for ``device``:
     NumPy arrays for the NumPy engine (torch is not imported), else a torch model on the
     device."""
-    from .sampling import engine
+    from ..sample.generate import engine
 
     if engine(device, fast) == "numpy":
         return load_arrays(path)
-    from .device import resolve_device
+    from ..device import resolve_device
 
     return load_model(path, resolve_device(device))

@@ -24,7 +24,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .training import TrainConfig, TrainerState
+    from .loop import TrainConfig, TrainerState
 
 RESTART_AT = 0.999
 PLATEAU_PATIENCE = 2  # validations without a new best before the plateau schedule halves lr

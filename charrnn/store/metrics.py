@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
-from .events import Evaluated, Event, Finished, Started, Stepped
-from .units import bits
+from ..errors import CheckpointError
+from ..training.events import Evaluated, Event, Finished, Started, Stepped
+from ..units import bits
 
 METRICS = "metrics.jsonl"
 

@@ -2,9 +2,9 @@
 and the choices of the training options that the command line lists in its help.
 
 Pure module: standard library only, so that commands which need no tensors (``runs``, ``info``,
-``--help``) and the NumPy sampler can use it without importing torch. :mod:`charrnn.model`
-re-exports :class:`ModelConfig` and :data:`CELLS`, :mod:`charrnn.training` ``SCHEDULES`` and
-``PRECISIONS``, :mod:`charrnn.defaults` ``DEFAULT_CELL``.
+``--help``) and the NumPy sampler can use it without importing torch. :mod:`charrnn.model.rnn`
+re-exports :class:`ModelConfig` and :data:`CELLS`, :mod:`charrnn.training.loop` ``SCHEDULES`` and
+``PRECISIONS``, :mod:`charrnn.run.defaults` ``DEFAULT_CELL``.
 Dimension names: E embedding size, H hidden size, V vocabulary size, G gates (LSTM 4, GRU 3,
 RNN 1), N number of recurrent layers.
 """

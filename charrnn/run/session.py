@@ -1,13 +1,16 @@
 """A training run on disk: start or resume a run folder, train, save as training goes.
 
-This wires the corpus (:mod:`charrnn.corpus`), the defaults (:mod:`charrnn.defaults`), the model,
-the trainer (:mod:`charrnn.training`) and the checkpoint files (:mod:`charrnn.checkpoint`,
-:mod:`charrnn.metrics`) together for ``charrnn train``; it knows nothing of the command line and
+This wires the corpus (:mod:`charrnn.run.corpus`), the defaults (:mod:`charrnn.run.defaults`), the
+model,
+the trainer (:mod:`charrnn.training.loop`) and the checkpoint files
+(:mod:`charrnn.store.checkpoint`,
+:mod:`charrnn.store.metrics`) together for ``charrnn train``; it knows nothing of the command line
+and
 prints nothing. The path of ``charrnn train FILE``::
 
     start_run(request)                 resume_run(request)
-      check_sources, make the folder     lock the folder (runfolder.lock_on_main: one writer)
-      and lock it (runfolder.claim)      newest complete checkpoint -> model, vocabulary, config
+      check_sources, make the folder     lock the folder (folder.lock_on_main: one writer)
+      and lock it (folder.claim)      newest complete checkpoint -> model, vocabulary, config
       corpus.read_sources  (3 passes)    corpus.reopen_corpus  (token cache, or encode again)
       defaults -> ModelConfig, TrainConfig     the saved TrainConfig, new limits applied
       CharRNN or --init-from's, AdamW    optimizer + trainer state restored (state.py)
@@ -29,22 +32,23 @@ from typing import Any
 
 import torch
 
-from . import __version__, defaults, finetune, fitting, runfolder
-from . import checkpoint as ck
+from .._version import __version__
+from ..errors import CharRNNError, CheckpointError, TrainingError
+from ..evaluation import token_lengths
+from ..model.rnn import CharRNN
+from ..store import checkpoint as ck
+from ..store.metrics import MetricsLog, MetricsRecorder, metrics_every
+from ..store.resume_state import restore_training, training_files
+from ..text.tokenizers import MODEL_FILE, SubwordTokenizer, Tokenizer, tokenizer_info
+from ..text.vocab import Vocab
+from ..training.distributed import SINGLE, Dist, barrier, broadcast_text
+from ..training.events import Callback, Evaluated, Event, Finished, Stepped
+from ..training.loop import TrainConfig, Trainer, TrainerState, make_optimizer
+from ..units import nats_per_char
+from . import defaults, finetune, fitting, folder
 from .corpus import Corpus, check_sources, open_corpus, read_sources, reopen_corpus
 from .defaults import TrainRequest
-from .distributed import SINGLE, Dist, barrier, broadcast_text
-from .errors import CharRNNError, CheckpointError, TrainingError
-from .evaluation import token_lengths
-from .events import Callback, Evaluated, Event, Finished, Stepped
-from .metrics import MetricsLog, MetricsRecorder, metrics_every
-from .model import CharRNN
 from .probes import MachineFit
-from .state import restore_training, training_files
-from .tokenizers import MODEL_FILE, SubwordTokenizer, Tokenizer, tokenizer_info
-from .training import TrainConfig, Trainer, TrainerState, make_optimizer
-from .units import nats_per_char
-from .vocab import Vocab
 
 __all__ = ["MachineFit", "Run", "TrainRequest", "resume_run", "start_run"]
 
@@ -65,10 +69,10 @@ class Run:
         dist: Dist = SINGLE,
         request: TrainRequest | None = None,
         metrics: dict[str, Any] | None = None,
-        lock: runfolder.RunLock | None = None,
+        lock: folder.RunLock | None = None,
     ) -> None:
         self.dist = dist
-        self.lock = lock or runfolder.RunLock()  # the writer lock of run_dir (rank 0 holds it)
+        self.lock = lock or folder.RunLock()  # the writer lock of run_dir (rank 0 holds it)
         self.run_dir = run_dir
         self.model = model
         self.corpus = corpus
@@ -112,7 +116,7 @@ class Run:
 
     def fit_to_machine(self, threads: int | None = None) -> MachineFit:
         """Apply the machine-dependent defaults (threads, precision, dropout) before the
-        first step: :func:`charrnn.fitting.fit_to_machine`."""
+        first step: :func:`charrnn.run.fitting.fit_to_machine`."""
         return fitting.fit_to_machine(self, threads)
 
     def replace_model(self, model: CharRNN) -> None:
@@ -121,7 +125,7 @@ class Run:
         assert not self.resumed and not self.dist.enabled
         cell = model.config.cell
         if self.request.out is None and cell != self.model.config.cell:
-            self.run_dir, self.lock = runfolder.rename_new(
+            self.run_dir, self.lock = folder.rename_new(
                 self.run_dir, self.lock, self.request.corpus[0], cell
             )
             self.metrics_log = MetricsLog(self.run_dir)
@@ -256,7 +260,7 @@ class Run:
     def _discard_if_empty(self) -> None:
         """Remove the run folder this run created if no checkpoint made it to disk."""
         if self.created and self.dist.is_main:
-            runfolder.discard_if_empty(self.run_dir)
+            folder.discard_if_empty(self.run_dir)
 
 
 def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> Run:
@@ -272,7 +276,7 @@ def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> R
     defaults.check_choices(req)
     req, parent = finetune.prepare(req)  # --init-from: the parent's model and vocabulary
     cell = req.cell or defaults.DEFAULT_CELL
-    run_dir, created, lock = runfolder.claim(req.out, req.corpus[0], cell, req.root)
+    run_dir, created, lock = folder.claim(req.out, req.corpus[0], cell, req.root)
     try:
         corpus = read_sources(spec, run_dir, parent.vocab if parent else None)
         mc, tc, notice = finetune.configs(req, corpus, device)
@@ -281,7 +285,7 @@ def start_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> R
         opt = make_optimizer(model, tc)
     except BaseException:
         if created:
-            runfolder.discard(run_dir)
+            folder.discard(run_dir)
         lock.release()
         raise
     notices = [*corpus.notices, *([notice] if notice else [])]
@@ -339,7 +343,7 @@ def resume_run(req: TrainRequest, device: torch.device, dist: Dist = SINGLE) -> 
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder to resume")
     defaults.check_resume_request(req, run_dir)
-    lock = runfolder.lock_on_main(run_dir, dist, device)  # before anything is written
+    lock = folder.lock_on_main(run_dir, dist, device)  # before anything is written
     try:
         if dist.is_main:
             ck.clean_temporary(run_dir)

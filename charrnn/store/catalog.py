@@ -1,8 +1,8 @@
 """What is on disk: summaries of runs and checkpoints, for ``charrnn runs``, ``info`` and ``plot``.
 
-Everything is read through :mod:`charrnn.checkpoint` (the module that owns the files); nothing
+Everything is read through :mod:`charrnn.store.checkpoint` (the module that owns the files); nothing
 here prints, no weights are loaded and torch is never imported: parameter counts come from the
-model config (:func:`charrnn.config.parameters_of`).
+model config (:func:`charrnn.model.config.parameters_of`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointError
+from ..model.config import ModelConfig, parameters_of
+from ..text.vocab import UNK
+from ..units import best_bits_per_char, bits, perplexity_of
 from . import checkpoint as ck
-from .config import ModelConfig, parameters_of
-from .errors import CheckpointError
 from .tensorfile import check_header, read_arrays
-from .units import best_bits_per_char, bits, perplexity_of
-from .vocab import UNK
 
 SORT_KEYS = ("name", "when", "bpc", "params", "steps")
 

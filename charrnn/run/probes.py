@@ -1,4 +1,4 @@
-"""Measurements of the machine that the default rules (:mod:`charrnn.defaults`) decide from.
+"""Measurements of the machine that the default rules (:mod:`charrnn.run.defaults`) decide from.
 
 A probe runs a few real forward and backward passes of the run's own model and reports what
 it measured; it leaves the model's weights, gradients, the random-number state and the thread
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .model import CharRNN
+from ..model.rnn import CharRNN
 
 # The precisions a probe can time, as autocast dtypes (None: plain fp32).
 PROBE_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}

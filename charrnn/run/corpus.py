@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_file, copy_stream_atomic
-from .data import STDIN, Encoder, iter_text, read_text
-from .errors import CorpusError
-from .tokenizers import Tokenizer, tokenizer_info, train_subword
-from .vocab import Vocab, show_chars
+from ..errors import CorpusError
+from ..store.atomic import atomic_file, copy_stream_atomic
+from ..text.reading import STDIN, Encoder, iter_text, read_text
+from ..text.tokenizers import Tokenizer, tokenizer_info, train_subword
+from ..text.vocab import Vocab, show_chars
 
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
@@ -84,7 +84,7 @@ def iter_corpus(
     notes: list[str] | None = None,
 ) -> Iterator[str]:
     """Chunks of several files read one after the other, each file starting on a new line
-    (``notes``: see :func:`charrnn.data.iter_text`)."""
+    (``notes``: see :func:`charrnn.text.reading.iter_text`)."""
     for i, p in enumerate(paths):
         last = ""
         for chunk in iter_text(p, encoding, errors, notes=notes):

@@ -1,9 +1,11 @@
 """A trained model as plain NumPy arrays: what the NumPy sampler needs, without torch.
 
-:class:`ArrayModel` holds a :class:`~charrnn.config.ModelConfig` and the checkpoint's tensors by
+:class:`ArrayModel` holds a :class:`~charrnn.model.config.ModelConfig` and the checkpoint's tensors
+by
 their ``CharRNN.state_dict()`` names, as float32 arrays (a tied output layer is not stored:
 :meth:`ArrayModel.weight` serves ``head.weight`` from the embedding). It comes from a checkpoint
-(:func:`charrnn.checkpoint.load_arrays`) or from a torch model (:meth:`ArrayModel.from_torch`),
+(:func:`charrnn.store.checkpoint.load_arrays`) or from a torch model
+(:meth:`ArrayModel.from_torch`),
 and goes back to one with :meth:`ArrayModel.to_torch`; only those two import torch.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 from .config import ModelConfig, weight_shapes
 
 if TYPE_CHECKING:
-    from .model import CharRNN
+    from .rnn import CharRNN
 
 
 def supports(model: Any) -> bool:
@@ -33,7 +35,7 @@ def supports(model: Any) -> bool:
 @dataclass(frozen=True, eq=False)
 class ArrayModel:
     """A model's config and weights (name -> float32 array, the shapes of
-    :func:`charrnn.config.weight_shapes`)."""
+    :func:`charrnn.model.config.weight_shapes`)."""
 
     config: ModelConfig
     arrays: Mapping[str, np.ndarray] = field(repr=False)
@@ -66,7 +68,7 @@ class ArrayModel:
         """The same weights in a torch ``CharRNN`` on the CPU, in eval mode."""
         import torch
 
-        from .model import CharRNN
+        from .rnn import CharRNN
 
         model = CharRNN(self.config)
         tensors = {

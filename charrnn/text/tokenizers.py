@@ -28,7 +28,8 @@ MAX_TRAINING_CHARS = 50_000_000  # sentencepiece holds its training text in memo
 
 
 class SubwordTokenizer:
-    """A sentencepiece model with the attributes charrnn uses from :class:`~charrnn.vocab.Vocab`."""
+    """A sentencepiece model with the attributes charrnn uses from
+    :class:`~charrnn.text.vocab.Vocab`."""
 
     def __init__(self, model_proto: bytes, kind: str) -> None:
         import sentencepiece as spm

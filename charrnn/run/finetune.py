@@ -4,13 +4,14 @@ trained model (``charrnn train NEW.txt --init-from RUN``: fine-tuning).
 A fine-tuned run is a new run folder. Its model begins as a copy of the parent checkpoint's
 (cell, layers, hidden, embedding size and weight tying are the parent's; options that would
 change them are refused), and its vocabulary is the parent's with the characters of the new
-training text that the parent lacks appended (:meth:`charrnn.vocab.Vocab.extended`)::
+training text that the parent lacks appended (:meth:`charrnn.text.vocab.Vocab.extended`)::
 
     ids   0 <UNK>  1 '\\n'  2 ' '  ...  65 'z' | 66 'é'  67 '€'
           the parent's rows, copied unchanged  | new rows (see :func:`grow_rows`)
 
 A subword parent keeps its tokenizer (no pieces are added). The optimizer starts afresh (the
-parent's AdamW moments belong to another text), at :func:`charrnn.defaults.finetune_learning_rate`
+parent's AdamW moments belong to another text), at
+:func:`charrnn.run.defaults.finetune_learning_rate`
 unless ``--lr`` is given, with the usual warm-up. ``config.json`` records where the run started
 under ``init_from``: ``{"run": ..., "checkpoint": ..., "step": ...}``.
 """
@@ -25,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import catalog, defaults
-from . import checkpoint as ck
+from ..errors import CheckpointError, OptionError
+from ..model.rnn import CharRNN, ModelConfig
+from ..store import catalog
+from ..store import checkpoint as ck
+from ..text.tokenizers import Tokenizer, tokenizer_info
+from ..text.vocab import Vocab
+from ..training.loop import TrainConfig
+from . import defaults
 from .defaults import TrainRequest
-from .errors import CheckpointError, OptionError
-from .model import CharRNN, ModelConfig
-from .tokenizers import Tokenizer, tokenizer_info
-from .training import TrainConfig
-from .vocab import Vocab
 
 if TYPE_CHECKING:
     from .corpus import Corpus

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import CharRNNError
+from ..errors import CharRNNError
 
 
 @dataclass(frozen=True)

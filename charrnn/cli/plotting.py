@@ -1,6 +1,6 @@
 """Learning curves of runs as a matplotlib figure (matplotlib is the optional ``plot`` extra).
 
-:func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.metrics`) and
+:func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.store.metrics`) and
 :func:`figure` draws validation bits/char (solid) and the training loss beside it (dashed, same
 colour) against training time and against characters seen, one colour per run, side by side: a
 gap that opens between the two is overfitting. A run without validation draws its training
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint as ck
-from .errors import CharRNNError, CheckpointError
-from .metrics import METRICS, read_metrics
+from ..errors import CharRNNError, CheckpointError
+from ..store import checkpoint as ck
+from ..store.metrics import METRICS, read_metrics
 
 INSTALL_HINT = "pip install 'charrnn[plot]' (or pip install matplotlib)"
 

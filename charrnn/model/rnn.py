@@ -1,6 +1,6 @@
 """The character language model: embedding -> stacked LSTM / GRU / tanh RNN -> linear head.
 
-Pure module: imports torch only (and its own torch-free :mod:`charrnn.config`, whose
+Pure module: imports torch only (and its own torch-free :mod:`charrnn.model.config`, whose
 :class:`ModelConfig` and ``CELLS`` it re-exports), touches no files and prints nothing.
 Dimension names: B batch, T time steps, E embedding size, H hidden size, V vocabulary size,
 N number of recurrent layers.

@@ -1,11 +1,11 @@
 """Fitting a new run to the machine it trains on: what the probes measure
-(:mod:`charrnn.probes`), put through the default rules (:mod:`charrnn.defaults`).
+(:mod:`charrnn.run.probes`), put through the default rules (:mod:`charrnn.run.defaults`).
 
 These choices are made here, each only where the user left it to charrnn: the CPU thread count
 (the faster of one thread and all cores), the precision on a CPU with native bf16 (bf16
 autocast where a training step is measured clearly faster than in fp32), and for a run expected
 to pass over its corpus many times a larger, more regularised model (when it still makes enough
-steps) or else more dropout. :meth:`charrnn.runs.Run.fit_to_machine` calls
+steps) or else more dropout. :meth:`charrnn.run.session.Run.fit_to_machine` calls
 :func:`fit_to_machine` once, before the first step.
 """
 
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..model.rnn import CharRNN
+from ..training.events import Evaluated, Event, Stepped
 from . import defaults
-from .events import Evaluated, Event, Stepped
-from .model import CharRNN
 from .probes import PROBE_DTYPES, MachineFit, native_bf16, probe_steps
 
 if TYPE_CHECKING:
-    from .runs import Run
+    from .session import Run
 
 __all__ = ["LoadWatch", "fit_dropout_to_length", "fit_model_to_length", "fit_to_machine"]
 
@@ -130,7 +130,7 @@ class LoadWatch:
     """Re-measure the CPU thread count when the speed of training changes mid-run (another
     program starts or stops keeping the cores busy): a training callback.
 
-    Step times come from consecutive :class:`~charrnn.events.Stepped` events (a step that
+    Step times come from consecutive :class:`~charrnn.training.events.Stepped` events (a step that
     follows an evaluation, a save or a probe is not counted). The median of the first
     ``window`` steps after a probe is the reference; each later block of ``window`` steps
     whose median is ``change`` times slower or faster than the reference means the load has

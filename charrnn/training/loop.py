@@ -1,10 +1,11 @@
 """The training loop: silent, reporting through callbacks. It never prints and never saves.
 
-Callers pass callbacks that receive events (:mod:`charrnn.events`: ``Started``, ``Stepped``,
-``Evaluated``, ``Skipped``, ``Finished``); a :class:`~charrnn.runs.Run` saves a checkpoint when
-it sees ``Evaluated`` and the CLI renders them all. The loop walks the training stream as
-``batch_size`` contiguous rows in ``seq_len`` windows, carrying the hidden state (see data.py):
-truncated backpropagation through time with gradient-norm clipping.
+Callers pass callbacks that receive events (:mod:`charrnn.training.events`: ``Started``,
+``Stepped``, ``Evaluated``, ``Skipped``, ``Finished``); a :class:`~charrnn.run.session.Run`
+saves a checkpoint when it sees ``Evaluated`` and the CLI renders them all. The loop walks the
+training stream as ``batch_size`` contiguous rows in ``seq_len`` windows, carrying the hidden
+state (see :mod:`charrnn.text.reading`): truncated backpropagation through time with
+gradient-norm clipping.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import TrainingError
+from ..evaluation import evaluate_chunks
+from ..model.config import PRECISIONS, SCHEDULES
+from ..model.rnn import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
+from ..text.reading import batchify, num_windows, window
+from ..units import Score, nats_per_char
 from . import schedule
-from .config import PRECISIONS, SCHEDULES
-from .data import batchify, num_windows, window
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
-from .errors import TrainingError
-from .evaluation import evaluate_chunks
 from .events import Callback, Evaluated, Event, Finished, Skipped, Started, Stepped
-from .model import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
-from .units import Score, nats_per_char
 
 __all__ = [
     "Callback",
@@ -183,7 +184,7 @@ class Trainer:
         self._rate = _Rate(0.0)
 
     def progress(self, session_elapsed: float) -> float:
-        """Fraction of the run done (see :func:`charrnn.schedule.progress`)."""
+        """Fraction of the run done (see :func:`charrnn.training.schedule.progress`)."""
         return schedule.progress(
             self.config, self.state, self.steps_per_epoch, session_elapsed, self._session_p0
         )

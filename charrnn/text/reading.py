@@ -1,7 +1,7 @@
 """Text in, token ids out: the text policy, character ids, streams and TBPTT windows.
 
 Every text file charrnn reads (a corpus, a prime, a file to score) is read by :func:`iter_text`;
-a run's corpus as a whole (sources, passes, token cache) is :mod:`charrnn.corpus`.
+a run's corpus as a whole (sources, passes, token cache) is :mod:`charrnn.run.corpus`.
 
 Text policy, shared by train, sample and eval-perplexity: files are decoded as UTF-8 (or
 ``encoding``), a leading byte-order mark is dropped, and Windows line ends (CR LF) become LF.
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 if TYPE_CHECKING:  # only passed through: the command line reads text without torch or NumPy
     import numpy as np

@@ -5,7 +5,7 @@ arithmetic of one step. :class:`FastRNN` copies the weights once into NumPy arra
 the step and then runs every step as a fixed sequence of BLAS and ufunc calls that write into
 preallocated buffers: no allocation, no autograd, no dispatch per step. It gives the same logits
 as ``CharRNN.forward`` (to float32 rounding). It needs NumPy only: it is built from an
-:class:`~charrnn.npmodel.ArrayModel` (a checkpoint read without torch), or from a torch
+:class:`~charrnn.model.arrays.ArrayModel` (a checkpoint read without torch), or from a torch
 ``CharRNN``, whose weights are copied into one first.
 
 Dimension names: B streams, H hidden size, G gates (LSTM 4, GRU 3, RNN 1), V vocabulary size.
@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .npmodel import ArrayModel, supports
-from .vocab import UNK_ID
+from ..model.arrays import ArrayModel, supports
+from ..text.vocab import UNK_ID
 
 if TYPE_CHECKING:
-    from .model import CharRNN, Hidden
+    from ..model.rnn import CharRNN, Hidden
 
 __all__ = ["ONE_PRODUCT_MAX", "FastRNN", "next_token_probs_np", "supports"]
 
@@ -125,7 +125,7 @@ def next_token_probs_np(
 ) -> np.ndarray:
     """Sampling distribution (B, V) float32 from logits (B, V): temperature, top-k, top-p, with
     ``<UNK>`` never drawn; the one implementation behind both engines (and
-    :func:`charrnn.sampling.next_token_probs`, its torch face)."""
+    :func:`charrnn.sample.generate.next_token_probs`, its torch face)."""
     z = np.array(logits, dtype=np.float32)  # a copy
     z[:, UNK_ID] = -np.inf
     z = (z - z.max(axis=-1, keepdims=True)) / np.float32(temperature)  # max entry is exactly 0
@@ -293,7 +293,7 @@ class FastRNN:
         """The state in CharRNN's format (torch tensors, copies)."""
         import torch
 
-        from .model import hidden_from_tensors
+        from ..model.rnn import hidden_from_tensors
 
         return hidden_from_tensors(self.cell, [torch.from_numpy(a) for a in self.state()])
 
