@@ -50,7 +50,8 @@ from charrnn.model.rnn import CharRNN, ModelConfig  # noqa: E402
 from charrnn.run.defaults import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
 from charrnn.sample.generate import SampleConfig, generate, generate_many  # noqa: E402
 from charrnn.store import checkpoint as ck  # noqa: E402
-from charrnn.training.loop import TrainConfig, Trainer  # noqa: E402
+from charrnn.training.config import TrainConfig  # noqa: E402
+from charrnn.training.loop import Trainer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpora"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}

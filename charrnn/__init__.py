@@ -290,30 +290,6 @@ def _score_chunks(
     return scored.score
 
 
-def _request_options() -> tuple[str, ...]:
-    """The ``TrainRequest`` fields :func:`train` takes as ``**options``."""
-    from dataclasses import fields
-
-    from .run.defaults import TrainRequest
-
-    explicit = {"corpus", "out", "resume", "max_time", "max_steps", "cell", "hidden", "layers"}
-    return tuple(f.name for f in fields(TrainRequest) if f.name not in explicit)
-
-
-def _check_options(options: dict[str, Any]) -> None:
-    import difflib
-
-    known = _request_options()
-    unknown = [k for k in options if k not in known]
-    if not unknown:
-        return
-    name = unknown[0]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    names = ", ".join(sorted(known))
-    raise TypeError(f"train() got an unknown option {name!r}{hint}; the options are: {names}")
-
-
 def train(
     corpus: PathLike | Sequence[PathLike] | None = None,
     *,
@@ -334,7 +310,7 @@ def train(
     Checkpoints are saved in the run folder at each evaluation and at the end; the returned
     folder can go straight to :func:`load_model` (its best checkpoint) or to
     ``train(resume=...)``. An option left at None is chosen by the measured defaults of
-    :mod:`charrnn.run.defaults` (see the README's "How the defaults were chosen").
+    :mod:`charrnn.run.defaults` (docs/defaults.md).
 
     Args:
         corpus: the text file to train on, or a sequence of files read one after the other;
@@ -360,7 +336,7 @@ def train(
         quiet: False prints the setup notices and one line per evaluation (validation
             bits per character) to standard error.
         **options: any other ``charrnn train`` option, under its
-            :class:`charrnn.run.defaults.TrainRequest` name: ``val``, ``val_fraction``,
+            :class:`charrnn.run.request.TrainRequest` name: ``val``, ``val_fraction``,
             ``encoding``, ``errors``, ``min_char_count``, ``tokenizer`` (``"char"``, ``"bpe"``,
             ``"unigram"``), ``vocab_size``, ``embed_dim``, ``dropout``, ``tie_weights``,
             ``batch_size``, ``seq_len``, ``lr``, ``weight_decay``, ``clip``, ``warmup``,
@@ -382,13 +358,12 @@ def train(
             folder, fp16 without CUDA, an option a resumed run cannot change, ...).
         ValueError: a value out of range (e.g. an unknown ``schedule``).
     """
-    _check_options(options)
     if (corpus is None) == (resume is None):
         raise TypeError("train() needs either a corpus (a text file, or several) or resume=RUN")
     if isinstance(max_time, str):
         raise TypeError(f"max_time={max_time!r}: give seconds as a number, e.g. 600 for 10m")
-    from .run.defaults import TrainRequest
-    from .run.session import resume_run, start_run
+    from .run.request import TrainRequest
+    from .run.start import open_run
 
     if corpus is None:
         sources: tuple[str, ...] = ()
@@ -396,27 +371,22 @@ def train(
         sources = (os.fspath(corpus),)
     else:
         sources = tuple(os.fspath(p) for p in corpus)
-    options.setdefault("root", os.environ.get("CHARRNN_CHECKPOINTS") or "checkpoints")
-    req = TrainRequest(
-        corpus=sources,
-        out=None if out is None else os.fspath(out),
-        resume=None if resume is None else os.fspath(resume),
-        max_time=max_time,
-        max_steps=max_steps,
-        cell=cell,
-        hidden=hidden,
-        layers=layers,
-        **options,
-    )
-    dev = _device(device)
-    if req.precision == "fp16" and dev.type != "cuda":
-        raise CharRNNError("precision='fp16' needs a CUDA device; use 'bf16' on a CPU")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    run = resume_run(req, dev) if req.resume else start_run(req, dev)
-    run.fit_to_machine(threads)
+    options.setdefault("root", os.environ.get("CHARRNN_CHECKPOINTS") or None)
+    try:
+        req = TrainRequest.from_options(
+            sources,
+            out=None if out is None else os.fspath(out),
+            resume=None if resume is None else os.fspath(resume),
+            max_time=max_time,
+            max_steps=max_steps,
+            cell=cell,
+            hidden=hidden,
+            layers=layers,
+            **options,
+        )
+    except TypeError as e:
+        raise TypeError(f"train() got an {e}") from None
+    run = open_run(req, _device(device), threads=threads)
     if not quiet:
         for notice in run.notices:
             print(f"charrnn: {notice}", file=sys.stderr)

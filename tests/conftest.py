@@ -29,13 +29,14 @@ def small_text(verses_text: str) -> str:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
     """A tiny GRU trained for a few hundred steps through the library (shared by tests)."""
-    from charrnn.run.session import TrainRequest, start_run
+    from charrnn.run.request import TrainRequest
+    from charrnn.run.start import open_run
 
     d = tmp_path_factory.mktemp("run")
     corpus = d / "small.txt"
     corpus.write_text(small_text, encoding="utf-8")
-    req = TrainRequest(
-        corpus=(str(corpus),),
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
         cell="gru",
         hidden=64,
         layers=1,
@@ -44,8 +45,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Pa
         seq_len=32,
         max_steps=150,
         eval_every=75,
+        precision="fp32",
         out=str(d / "run"),
     )
-    run = start_run(req, torch.device("cpu"))
+    run = open_run(req, torch.device("cpu"))
     run.train()
     return d / "run"

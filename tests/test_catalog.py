@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.run.session import TrainRequest, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.store.metrics import METRICS
 
@@ -27,8 +28,8 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory, trained_run: Path, small
     shutil.copytree(trained_run, root / "big")
     corpus = root / "tiny.txt"
     corpus.write_text(small_text[:5000], encoding="utf-8")
-    req = TrainRequest(
-        corpus=(str(corpus),),
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
         hidden=8,
         layers=1,
         embed_dim=4,
@@ -38,7 +39,7 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory, trained_run: Path, small
         eval_every=3,
         out=str(root / "small"),
     )
-    start_run(req, torch.device("cpu")).train()
+    open_run(req, torch.device("cpu")).train()
     (root / "not-a-run").mkdir()
     return root
 
@@ -149,8 +150,8 @@ def test_plot_draws_training_beside_validation_and_runs_without_validation(
     assert big.train_chars == sorted(big.train_chars) and big.train_chars[-1] > big.chars[0]
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:3000], encoding="utf-8")
-    req = TrainRequest(
-        corpus=(str(corpus),),
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
         val_fraction=0.0,
         hidden=8,
         layers=1,
@@ -161,7 +162,7 @@ def test_plot_draws_training_beside_validation_and_runs_without_validation(
         eval_every=20,  # a step record every 2 steps
         out=str(tmp_path / "noval"),
     )
-    start_run(req, torch.device("cpu")).train()
+    open_run(req, torch.device("cpu")).train()
     noval = curve(tmp_path / "noval")
     assert noval.bits == [] and len(noval.train_bits) == 10
     out = tmp_path / "noval.png"

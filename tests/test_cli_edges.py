@@ -302,14 +302,15 @@ def test_a_torch_error_during_training_is_one_line_and_keeps_the_checkpoints(
     import torch
 
     from charrnn.errors import TrainingError
-    from charrnn.run.session import TrainRequest, start_run
+    from charrnn.run.request import TrainRequest
+    from charrnn.run.start import open_run
     from charrnn.store import checkpoint as ck
     from charrnn.training.events import Stepped
 
     out = tmp_path / "r"
     tiny = {"hidden": 8, "layers": 1, "batch_size": 4, "seq_len": 8}
-    req = TrainRequest(corpus=(str(corpus),), out=str(out), max_steps=6, eval_every=2, **tiny)
-    run = start_run(req, torch.device("cpu"))
+    req = TrainRequest.from_options((str(corpus),), out=str(out), max_steps=6, eval_every=2, **tiny)
+    run = open_run(req, torch.device("cpu"))
 
     def out_of_memory(event: object) -> None:
         if isinstance(event, Stepped) and event.step == 3:
@@ -330,18 +331,19 @@ def test_info_and_runs_of_subword_runs_are_per_character(
 ) -> None:
     import torch
 
-    from charrnn.run.session import TrainRequest, start_run
+    from charrnn.run.request import TrainRequest
+    from charrnn.run.start import open_run
 
     text = small_text[:20000]
     corpus = tmp_path / "c.txt"
     corpus.write_text(text, encoding="utf-8")
     out = tmp_path / "run"
     tiny = {"hidden": 32, "layers": 1, "embed_dim": 16, "batch_size": 8, "seq_len": 16}
-    req = TrainRequest(
-        corpus=(str(corpus),), tokenizer=kind, vocab_size=120, max_steps=20, eval_every=10,
+    req = TrainRequest.from_options(
+        sources=(str(corpus),), tokenizer=kind, vocab_size=120, max_steps=20, eval_every=10,
         out=str(out), **tiny,
     )  # fmt: skip
-    start_run(req, torch.device("cpu")).train()
+    open_run(req, torch.device("cpu")).train()
     r = invoke(["info", str(out), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.run.session import TrainRequest, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 
 from .test_cli import run_cli
@@ -107,8 +108,8 @@ def test_two_gloo_processes_fine_tune_as_one_does(tmp_path: Path, small_text: st
 
 def test_bf16_autocast_trains_on_cpu_and_saves_fp32(tmp_path: Path, small_text: str) -> None:
     (tmp_path / "c.txt").write_text(small_text[:20000])
-    req = TrainRequest(
-        corpus=(str(tmp_path / "c.txt"),),
+    req = TrainRequest.from_options(
+        sources=(str(tmp_path / "c.txt"),),
         hidden=48,
         layers=1,
         embed_dim=16,
@@ -119,11 +120,11 @@ def test_bf16_autocast_trains_on_cpu_and_saves_fp32(tmp_path: Path, small_text: 
         eval_every=30,
         out=str(tmp_path / "run"),
     )
-    run = start_run(req, torch.device("cpu"))
+    run = open_run(req, torch.device("cpu"))
     assert run.train_config.precision == "bf16"
     events: list[object] = []
     run.train(callbacks=[events.append])
-    from charrnn.training.loop import Evaluated
+    from charrnn.training.events import Evaluated
 
     vals = [e.val.nats_per_token for e in events if isinstance(e, Evaluated)]
     assert len(vals) == 2 and vals[1] < vals[0]

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from charrnn.cli import app
 from charrnn.errors import TrainingError
-from charrnn.run.session import TrainRequest, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.text.vocab import Vocab
 
@@ -174,15 +175,15 @@ def test_disk_full_keeps_the_previous_checkpoint(
 
 def test_weights_with_nan_are_never_saved(tmp_path: Path, small_text: str) -> None:
     corpus = _write(tmp_path / "c.txt", small_text[:5000])
-    req = TrainRequest(
-        corpus=(str(corpus),),
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
         hidden=16,
         layers=1,
         max_steps=4,
         eval_every=2,
         out=str(tmp_path / "run"),
     )
-    run = start_run(req, torch.device("cpu"))
+    run = open_run(req, torch.device("cpu"))
     state = run.train()
     with torch.no_grad():
         run.model.head.bias[0] = float("nan")

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.run import defaults, finetune
-from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.store.metrics import read_metrics
 from charrnn.text.vocab import Vocab
@@ -34,7 +35,8 @@ def code_text() -> str:
 
 def _small(corpus: Path, out: Path, **kw) -> TrainRequest:  # type: ignore[no-untyped-def]
     options = dict(
-        corpus=(str(corpus),),
+        sources=(str(corpus),),
+        precision="fp32",
         batch_size=16,
         seq_len=32,
         warmup=4,
@@ -43,7 +45,7 @@ def _small(corpus: Path, out: Path, **kw) -> TrainRequest:  # type: ignore[no-un
         out=str(out),
     )
     options.update(kw)
-    return TrainRequest(**options)
+    return TrainRequest.from_options(**options)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------ the vocabulary
@@ -115,7 +117,7 @@ def test_copy_refuses_another_architecture() -> None:
         (["--embed-dim", "64"], 2, "--init-from: --embed-dim 64 conflicts"),
         (["--tie-weights"], 2, "--init-from: --tie-weights conflicts"),
         (["--tokenizer", "bpe"], 2, "keeps the tokenizer of the model it starts from"),
-        (["--resume", "RUN"], 2, "--init-from cannot be changed"),
+        (["--resume", "RUN"], 2, "--init-from starts a new run; it cannot go with --resume"),
     ],
 )
 def test_options_that_conflict_with_the_parent_are_refused(
@@ -139,9 +141,13 @@ def test_options_that_conflict_with_the_parent_are_refused(
 
 def test_the_parents_own_values_are_no_conflict(trained_run: Path) -> None:
     parent = ck.load_model(trained_run)
-    same = TrainRequest(hidden=64, layers=1, cell="gru", embed_dim=16, tie_weights=False)
+    same = TrainRequest.from_options(
+        sources=("new.txt",), hidden=64, layers=1, cell="gru", embed_dim=16, tie_weights=False
+    )
     finetune.check_request(same, parent.model.config, parent.vocab)  # no error
-    filled, _ = finetune.prepare(TrainRequest(init_from=str(trained_run)))
+    filled, _ = finetune.prepare(
+        TrainRequest.from_options(sources=("new.txt",), init_from=str(trained_run))
+    )
     assert (filled.cell, filled.layers, filled.hidden, filled.embed_dim) == ("gru", 1, 64, 16)
     assert filled.lr == defaults.finetune_learning_rate("gru")
     assert finetune.prepare(filled)[0] == filled  # filling in twice changes nothing
@@ -195,7 +201,7 @@ def test_new_characters_fine_tune_and_are_known_afterwards(
     assert [row["init_from"] for row in rows] == [origin]
     table = runner.invoke(app, ["runs", str(tmp_path)]).stdout.splitlines()
     assert table[0].split()[-1] == "from" and table[1].split()[-1] == f"{trained_run.name}@{step}"
-    resume_run(TrainRequest(resume=str(out), max_steps=8), CPU).train()
+    open_run(TrainRequest.from_options(resume=str(out), max_steps=8), CPU).train()
     assert ck.read_config(ck.newest_checkpoint(out))["init_from"] == origin
 
 
@@ -209,8 +215,8 @@ def test_fine_tuning_beats_training_from_scratch(
     corpus.write_text(verses_text[150_000:162_000], encoding="utf-8")
     mc = ck_model(trained_run)
     arch = {"cell": mc.cell, "layers": mc.layers, "hidden": mc.hidden, "embed_dim": mc.embed_dim}
-    scratch = start_run(_small(corpus, tmp_path / "scratch", **arch), CPU)
-    fine = start_run(_small(corpus, tmp_path / "fine", init_from=str(trained_run)), CPU)
+    scratch = open_run(_small(corpus, tmp_path / "scratch", **arch), CPU)
+    fine = open_run(_small(corpus, tmp_path / "fine", init_from=str(trained_run)), CPU)
     assert fine.train_config.lr == defaults.finetune_learning_rate("gru")
     same = {**scratch.model.config.to_dict(), "vocab_size": len(fine.vocab)}
     assert fine.model.config.to_dict() == same  # only the vocabulary differs
@@ -278,18 +284,18 @@ def test_resume_keeps_the_patience_count(tmp_path: Path, verses_text: str) -> No
     corpus.write_text(verses_text[:1200], encoding="utf-8")
     out = tmp_path / "r"
     # Without patience, on to step 80: well past the best validation (about step 30).
-    state = start_run(_overfitting(corpus, out, max_steps=80), CPU).train()
+    state = open_run(_overfitting(corpus, out, max_steps=80), CPU).train()
     bad = state.bad_evals
     assert bad >= 2 and state.best_step is not None and state.best_step < 80
     saved = json.loads((ck.newest_checkpoint(out) / ck.TRAINER_STATE).read_text())
     assert saved["bad_evals"] == bad
     # Resumed with patience equal to the count kept, it stops at once: nothing to gain.
-    run = resume_run(TrainRequest(resume=str(out), max_steps=400, patience=bad), CPU)
+    run = open_run(TrainRequest.from_options(resume=str(out), max_steps=400, patience=bad), CPU)
     assert run.state is not None and run.state.bad_evals == bad
     again = run.train()
     assert again.step == 80 and run.stop_reason == "patience"
     # With one more evaluation of patience it goes on, and stops at the next bad one.
-    run = resume_run(TrainRequest(resume=str(out), max_steps=400, patience=bad + 1), CPU)
+    run = open_run(TrainRequest.from_options(resume=str(out), max_steps=400, patience=bad + 1), CPU)
     last = run.train()
     assert run.stop_reason == "patience" and last.bad_evals == bad + 1
     # At the first validation (step 84) unless it brought a new best, which resets the count.
@@ -297,7 +303,7 @@ def test_resume_keeps_the_patience_count(tmp_path: Path, verses_text: str) -> No
 
 
 def test_patience_bookkeeping() -> None:
-    from charrnn.training.loop import TrainConfig, TrainerState
+    from charrnn.training.config import TrainConfig, TrainerState
     from charrnn.training.schedule import record_validation, stop_reason
 
     c, s = TrainConfig(patience=2, max_steps=100), TrainerState(step=10)
@@ -312,4 +318,4 @@ def test_patience_bookkeeping() -> None:
     s.step = 50
     assert stop_reason(TrainConfig(max_steps=100), s, 0.0, False, False) is None
     with pytest.raises(Exception, match="--patience 0"):
-        TrainRequest(patience=0)
+        TrainRequest.from_options(patience=0)

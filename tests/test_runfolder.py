@@ -24,7 +24,8 @@ from charrnn.cli import app
 from charrnn.errors import CharRNNError
 from charrnn.run import folder as runfolder
 from charrnn.run.folder import LOCK_FILE, RunBusy
-from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.store.catalog import list_runs
 from charrnn.store.metrics import read_metrics
@@ -167,7 +168,7 @@ def test_the_lock_file_does_not_make_a_run(tmp_path: Path, trained_run: Path) ->
         assert ck.run_folders(tmp_path) == [run]
         assert [Path(r.path) for r in list_runs(tmp_path)[0]] == [run]
     # A folder holding only a lock file is still a free --out ...
-    folder, created, held = runfolder.claim(str(empty), "c.txt", "gru", str(tmp_path))
+    folder, created, held = runfolder.claim(str(empty))
     assert (folder, created, held.held) == (empty, False, True)
     held.release()
     # ... and a run folder discarded for want of a checkpoint goes, lock file and all.
@@ -178,32 +179,67 @@ def test_the_lock_file_does_not_make_a_run(tmp_path: Path, trained_run: Path) ->
 # ------------------------------------------------------------------------- new folders
 
 
+def _adopted(root: Path, name: str) -> tuple[Path, runfolder.RunLock]:
+    return runfolder.adopt(runfolder.stage(str(root)), name)
+
+
 def test_new_folders_take_the_next_free_name(tmp_path: Path) -> None:
     root = tmp_path / "ck"
-    a = runfolder.claim(None, "x/verses.txt", "gru", str(root))
-    b = runfolder.claim(None, "x/verses.txt", "gru", str(root))
+    a = _adopted(root, "verses-gru")
+    b = _adopted(root, "verses-gru")
     (root / "verses-gru-3").write_text("a file takes a name too")
-    c = runfolder.claim(None, "x/verses.txt", "gru", str(root))
+    c = _adopted(root, "verses-gru")
     assert [x[0].name for x in (a, b, c)] == ["verses-gru", "verses-gru-2", "verses-gru-4"]
-    assert all(x[1] and x[2].held for x in (a, b, c))
+    assert all(x[1].held for x in (a, b, c))
     for x in (a, b, c):
-        x[2].release()
+        x[1].release()
+    # no staging folder is left behind
+    assert sorted(p.name for p in root.iterdir()) == [
+        "verses-gru",
+        "verses-gru-2",
+        "verses-gru-3",
+        "verses-gru-4",
+    ]
 
 
-def test_a_new_run_moves_to_the_name_of_another_cell_with_its_files_and_lock(
-    tmp_path: Path,
-) -> None:
+def test_a_staged_run_moves_to_its_name_with_its_files_and_lock(tmp_path: Path) -> None:
     root = tmp_path / "ck"
-    old, _, held = runfolder.claim(None, "x/verses.txt", "gru", str(root))
-    (old / "tokens-train.bin").write_bytes(b"\x01\x02")
+    staged = runfolder.stage(str(root))
+    assert staged.parent == root and staged.name.startswith(runfolder.STAGING_PREFIX)
+    assert not ck.run_folders(root)  # a staging folder is not a run
+    (staged / "tokens-train.bin").write_bytes(b"\x01\x02")
     (root / "verses-lstm").mkdir()  # taken
-    new, moved = runfolder.rename_new(old, held, "x/verses.txt", "lstm")
-    assert new == root / "verses-lstm-2" and not old.exists() and not held.held
+    new, held = runfolder.adopt(staged, "verses-lstm")
+    assert new == root / "verses-lstm-2" and not staged.exists() and held.held
     assert (new / "tokens-train.bin").read_bytes() == b"\x01\x02"
     assert _busy(new, os.getpid()) in _elsewhere(new)  # the new folder is locked
-    moved.release()
+    held.release()
     assert _elsewhere(new) == "free"
     assert sorted(p.name for p in root.iterdir()) == ["verses-lstm", "verses-lstm-2"]
+
+
+def test_a_file_that_cannot_move_leaves_the_staging_folder_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = runfolder.stage(str(tmp_path))
+    for name in ("a.bin", "b.bin"):
+        (staged / name).write_bytes(name.encode())
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append(Path(src).name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(CharRNNError, match="cannot move the new run's files in"):
+        runfolder.adopt(staged, "verses-gru")
+    monkeypatch.undo()
+    assert sorted(p.name for p in staged.iterdir()) == ["a.bin", "b.bin"]
+    assert not (tmp_path / "verses-gru").exists()
+    assert _elsewhere(staged) == "free"
 
 
 def test_a_name_taken_between_looking_and_creating_is_skipped(
@@ -211,6 +247,7 @@ def test_a_name_taken_between_looking_and_creating_is_skipped(
 ) -> None:
     """Another process creates ``verses-gru`` just before this one does: this one must move
     on to ``-2``, not share the folder."""
+    staged = runfolder.stage(str(tmp_path))
     real_mkdir = os.mkdir
     raced: list[str] = []
 
@@ -221,14 +258,14 @@ def test_a_name_taken_between_looking_and_creating_is_skipped(
         real_mkdir(path, mode)
 
     monkeypatch.setattr(os, "mkdir", mkdir)
-    folder, created, held = runfolder.claim(None, "verses.txt", "gru", str(tmp_path))
+    folder, held = runfolder.adopt(staged, "verses-gru")
     held.release()
-    assert raced and (folder.name, created) == ("verses-gru-2", True)
+    assert raced and folder.name == "verses-gru-2"
 
 
 def _claim_in_child(root: str, barrier: object, out: multiprocessing.Queue[str]) -> None:
     barrier.wait()  # type: ignore[attr-defined]
-    folder, _, held = runfolder.claim(None, "verses.txt", "gru", root)
+    folder, held = runfolder.adopt(runfolder.stage(root), "verses-gru")
     out.put(folder.name)
     time.sleep(0.2)
     held.release()
@@ -248,6 +285,7 @@ def test_claims_started_together_get_different_folders(tmp_path: Path) -> None:
         p.join(30)
         assert p.exitcode == 0
     assert names == sorted(["verses-gru", *[f"verses-gru-{i}" for i in range(2, n + 1)]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def test_an_out_folder_is_checked_again_under_the_lock(
@@ -263,7 +301,7 @@ def test_an_out_folder_is_checked_again_under_the_lock(
 
     monkeypatch.setattr(runfolder, "lock", lock_after_another_run)
     with pytest.raises(CharRNNError, match="already exists and is not empty"):
-        runfolder.claim(str(out), "c.txt", "gru", str(tmp_path))
+        runfolder.claim(str(out))
     monkeypatch.undo()
     real_lock(out).release()  # and the refused claim let go of its lock
 
@@ -272,7 +310,7 @@ def test_an_out_folder_is_checked_again_under_the_lock(
 
 
 def _resume_request(run: Path, steps: int) -> TrainRequest:
-    return TrainRequest(resume=str(run), max_steps=steps)
+    return TrainRequest.from_options(resume=str(run), max_steps=steps)
 
 
 def test_a_locked_run_refuses_start_and_resume_and_is_not_touched(
@@ -284,7 +322,7 @@ def test_a_locked_run_refuses_start_and_resume_and_is_not_touched(
     with _held_elsewhere(run) as pid:
         before = _snapshot(run)
         with pytest.raises(RunBusy, match=re.escape(_busy(run, pid))):
-            resume_run(_resume_request(run, 200), CPU)
+            open_run(_resume_request(run, 200), CPU)
         assert _snapshot(run) == before and leftover.is_dir()
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:5000])
@@ -292,7 +330,9 @@ def test_a_locked_run_refuses_start_and_resume_and_is_not_touched(
     out.mkdir()
     with _held_elsewhere(out):
         with pytest.raises(RunBusy):
-            start_run(TrainRequest(corpus=(str(corpus),), out=str(out), max_steps=2), CPU)
+            open_run(
+                TrainRequest.from_options(sources=(str(corpus),), out=str(out), max_steps=2), CPU
+            )
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read into it
 
 
@@ -301,7 +341,7 @@ def test_the_lock_lasts_as_long_as_the_run(tmp_path: Path, trained_run: Path) ->
     step = int(ck.newest_checkpoint(run_dir).name.split("-")[1])  # type: ignore[union-attr]
     busy = _busy(run_dir, os.getpid())
 
-    run = resume_run(_resume_request(run_dir, step + 2), CPU)
+    run = open_run(_resume_request(run_dir, step + 2), CPU)
     assert _elsewhere(run_dir).startswith(busy)
     run.train()
     assert _elsewhere(run_dir) == "free"  # released once training returned
@@ -310,15 +350,15 @@ def test_the_lock_lasts_as_long_as_the_run(tmp_path: Path, trained_run: Path) ->
     def boom(event: object) -> None:
         raise KeyboardInterrupt
 
-    run = resume_run(_resume_request(run_dir, step + 4), CPU)
+    run = open_run(_resume_request(run_dir, step + 4), CPU)
     with pytest.raises(KeyboardInterrupt):
         run.train(callbacks=[boom])
     assert _elsewhere(run_dir) == "free"  # ... or raised
 
     # Two Runs of one folder in one process (one writer), e.g. one abandoned before training:
     # the folder stays locked until both are done.
-    kept = resume_run(_resume_request(run_dir, step + 4), CPU)
-    other = resume_run(_resume_request(run_dir, step + 4), CPU)
+    kept = open_run(_resume_request(run_dir, step + 4), CPU)
+    other = open_run(_resume_request(run_dir, step + 4), CPU)
     kept.close()  # ... closed without training
     assert _elsewhere(run_dir).startswith(busy)
     other.close()
@@ -400,8 +440,8 @@ def _wait_for(pred, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-
 def _small_run(tmp_path: Path, text: str) -> Path:
     """A run of a few steps, made in this process (its lock file names this process)."""
     (tmp_path / "c.txt").write_text(text[:20000], encoding="utf-8")
-    req = TrainRequest(
-        corpus=(str(tmp_path / "c.txt"),),
+    req = TrainRequest.from_options(
+        sources=(str(tmp_path / "c.txt"),),
         cell="gru",
         hidden=16,
         layers=1,
@@ -411,7 +451,7 @@ def _small_run(tmp_path: Path, text: str) -> Path:
         max_steps=5,
         out=str(tmp_path / "run"),
     )
-    start_run(req, CPU).train()
+    open_run(req, CPU).train()
     return tmp_path / "run"
 
 

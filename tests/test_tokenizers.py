@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from charrnn.cli import app
 from charrnn.errors import CheckpointError
-from charrnn.run.session import TrainRequest, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.text.tokenizers import SubwordTokenizer, train_subword
 from charrnn.text.vocab import UNK_ID
@@ -41,8 +42,8 @@ def test_bpe_run_samples_evaluates_and_resumes(tmp_path: Path, small_text: str) 
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text)
     out = tmp_path / "run"
-    req = TrainRequest(
-        corpus=(str(corpus),),
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
         tokenizer="bpe",
         vocab_size=256,
         hidden=64,
@@ -54,7 +55,7 @@ def test_bpe_run_samples_evaluates_and_resumes(tmp_path: Path, small_text: str) 
         eval_every=30,
         out=str(out),
     )
-    run = start_run(req, torch.device("cpu"))
+    run = open_run(req, torch.device("cpu"))
     assert run.corpus.train_chars_per_token > 1.5
     run.train()
     best = ck.resolve_checkpoint(out)

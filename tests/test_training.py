@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,17 +8,21 @@ import torch
 
 from charrnn.errors import TrainingError
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.store.metrics import read_metrics
-from charrnn.training.loop import Evaluated, Skipped, Stepped, TrainConfig, Trainer
+from charrnn.training.config import TrainConfig
+from charrnn.training.events import Evaluated, Skipped, Stepped
+from charrnn.training.loop import Trainer
 
 CPU = torch.device("cpu")
 
 
 def _request(corpus: Path, out: Path, **kw) -> TrainRequest:  # type: ignore[no-untyped-def]
     base = dict(
-        corpus=(str(corpus),),
+        sources=(str(corpus),),
+        precision="fp32",
         cell="lstm",
         hidden=32,
         layers=2,
@@ -33,7 +36,7 @@ def _request(corpus: Path, out: Path, **kw) -> TrainRequest:  # type: ignore[no-
         out=str(out),
     )
     base.update(kw)
-    return TrainRequest(**base)
+    return TrainRequest.from_options(**base)  # type: ignore[arg-type]
 
 
 def test_loss_falls_and_events_arrive(tmp_path: Path, small_text: str) -> None:
@@ -51,7 +54,7 @@ def test_loss_falls_and_events_arrive(tmp_path: Path, small_text: str) -> None:
         max_steps=120,
         eval_every=60,
     )
-    run = start_run(req, CPU)
+    run = open_run(req, CPU)
     state = run.train(callbacks=[events.append])
     evals = [e for e in events if isinstance(e, Evaluated)]
     steps = [e for e in events if isinstance(e, Stepped)]
@@ -69,7 +72,7 @@ def test_resume_is_exact(tmp_path: Path, small_text: str, cell: str, where: str)
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])
     req = _request(corpus, tmp_path / "full", cell=cell)
-    full = start_run(req, CPU)
+    full = open_run(req, CPU)
     spe = full.train_config and None
     full.train()
     trainer = full.trainer
@@ -80,15 +83,15 @@ def test_resume_is_exact(tmp_path: Path, small_text: str, cell: str, where: str)
     assert stop_at % 5 != 0 or where == "epoch-boundary"
 
     # Uninterrupted reference of `total` steps.
-    ref = start_run(_request(corpus, tmp_path / "ref", cell=cell, max_steps=total), CPU)
+    ref = open_run(_request(corpus, tmp_path / "ref", cell=cell, max_steps=total), CPU)
     ref.train()
 
     # Interrupted at `stop_at` (the path Ctrl-C takes), then resumed in a fresh Run.
-    part = start_run(_request(corpus, tmp_path / "part", cell=cell, max_steps=total), CPU)
+    part = open_run(_request(corpus, tmp_path / "part", cell=cell, max_steps=total), CPU)
     part.train(should_stop=lambda: part.trainer is not None and part.trainer.state.step >= stop_at)
     assert ck.read_pointer(tmp_path / "part", ck.LATEST) == ck.checkpoint_name(stop_at)
     torch.manual_seed(12345)  # resume must not depend on the process's RNG
-    resumed = resume_run(TrainRequest(resume=str(tmp_path / "part")), CPU)
+    resumed = open_run(TrainRequest.from_options(resume=str(tmp_path / "part")), CPU)
     assert resumed.state is not None and resumed.state.step == stop_at
     resumed.train()
 
@@ -107,12 +110,12 @@ def test_resume_refuses_changed_corpus_and_fixed_options(tmp_path: Path, small_t
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:5000])
-    start_run(_request(corpus, tmp_path / "r", max_steps=6), CPU).train()
+    open_run(_request(corpus, tmp_path / "r", max_steps=6), CPU).train()
     with pytest.raises(CharRNNError, match="--hidden cannot be changed"):
-        resume_run(TrainRequest(resume=str(tmp_path / "r"), hidden=64), CPU)
+        open_run(TrainRequest.from_options(resume=str(tmp_path / "r"), hidden=64), CPU)
     corpus.write_text(small_text[:5000] + "more")
     with pytest.raises(CorpusError, match="corpus changed"):
-        resume_run(TrainRequest(resume=str(tmp_path / "r")), CPU)
+        open_run(TrainRequest.from_options(resume=str(tmp_path / "r")), CPU)
 
 
 def test_nonfinite_steps_are_skipped_then_training_stops(tmp_path: Path) -> None:
@@ -147,10 +150,13 @@ def test_eval_share_skips_periodic_evaluations(share: float | None, expected: li
 
 
 def test_default_evaluation_cadence_follows_an_explicit_eval_every(tmp_path: Path) -> None:
-    from charrnn.run.defaults import EVAL_SHARE, auto_train_config
+    from charrnn.run.defaults import EVAL_SHARE
+    from charrnn.run.plan import train_config as auto_train_config
 
-    auto, _ = auto_train_config(TrainRequest(corpus=("x",)), "gru", 100_000)
-    asked, _ = auto_train_config(TrainRequest(corpus=("x",), eval_every=50), "gru", 100_000)
+    auto, _ = auto_train_config(TrainRequest.from_options(("x",)), "gru", 100_000)
+    asked, _ = auto_train_config(
+        TrainRequest.from_options(sources=("x",), eval_every=50), "gru", 100_000
+    )
     assert (auto.eval_every, auto.eval_share) == (200, EVAL_SHARE)
     assert (asked.eval_every, asked.eval_share) == (50, None)
 
@@ -158,9 +164,9 @@ def test_default_evaluation_cadence_follows_an_explicit_eval_every(tmp_path: Pat
 def test_run_writes_metrics_jsonl(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])
-    run = start_run(_request(corpus, tmp_path / "r", max_steps=12, eval_every=10), CPU)
+    run = open_run(_request(corpus, tmp_path / "r", max_steps=12, eval_every=10), CPU)
     run.train(should_stop=lambda: run.trainer is not None and run.trainer.state.step >= 7)
-    resumed = resume_run(TrainRequest(resume=str(tmp_path / "r")), CPU)
+    resumed = open_run(TrainRequest.from_options(resume=str(tmp_path / "r")), CPU)
     resumed.train()
     records = read_metrics(tmp_path / "r")
     kinds = [(r["event"], r["step"]) for r in records]
@@ -209,36 +215,12 @@ def test_validation_during_training_is_the_eval_perplexity_figure(small_text: st
 def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:6000])
-    run = start_run(_request(corpus, tmp_path / "r", max_steps=2, eval_every=None), CPU)
+    run = open_run(_request(corpus, tmp_path / "r", max_steps=2, eval_every=None), CPU)
     run.train()
     assert run.train_config.eval_share is not None  # the default cadence
-    kept = resume_run(TrainRequest(resume=str(tmp_path / "r"), max_steps=4), CPU)
+    kept = open_run(TrainRequest.from_options(resume=str(tmp_path / "r"), max_steps=4), CPU)
     assert kept.train_config.eval_share == run.train_config.eval_share
-    asked = resume_run(TrainRequest(resume=str(tmp_path / "r"), max_steps=4, eval_every=3), CPU)
+    asked = open_run(
+        TrainRequest.from_options(resume=str(tmp_path / "r"), max_steps=4, eval_every=3), CPU
+    )
     assert (asked.train_config.eval_every, asked.train_config.eval_share) == (3, None)
-
-
-def test_long_runs_get_dropout(tmp_path: Path, small_text: str) -> None:
-    from charrnn.run.defaults import LONG_RUN_DROPOUT, expected_epochs
-    from charrnn.run.fitting import fit_dropout_to_length
-
-    corpus = tmp_path / "c.txt"
-    corpus.write_text(small_text[:6000])
-    # 8 streams x 16 = 128 tokens a step; the limit is 10 s of training.
-    req = _request(corpus, tmp_path / "r", dropout=0.0, max_steps=None, max_time=10.0)
-    run = start_run(req, CPU)
-    n = int(run.corpus.train_ids.numel())
-    tc = run.train_config
-    assert expected_epochs(tc, n, float("inf")) is None  # a time limit and no step time
-    assert expected_epochs(tc, n, 10.0 * 0.95 / 84) == pytest.approx(84 * 128 / n)
-    assert expected_epochs(replace(tc, max_epochs=2.0), n, 1e-6) == 2.0  # the nearest limit
-    # One slow step: well under a pass, nothing changes.
-    assert fit_dropout_to_length(run, 1.0) is None and run.model.config.dropout == 0.0
-    # Fast steps: dozens of passes, so dropout, in the config that is saved and in the modules.
-    notice = fit_dropout_to_length(run, 0.01)
-    assert notice is not None and "passes over the corpus" in notice
-    assert run.config_json({})["model"]["dropout"] == LONG_RUN_DROPOUT
-    assert run.model.rnn.dropout == LONG_RUN_DROPOUT and run.model.drop.p == LONG_RUN_DROPOUT
-    run.model.train()
-    x = torch.randint(0, len(run.vocab), (2, 12))
-    assert not torch.equal(run.model(x)[0], run.model(x)[0])  # dropout is live

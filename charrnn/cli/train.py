@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..errors import CharRNNError
-
 # Only torch-free modules at import: every command's --help, and the other commands, must not
 # pay for torch. What trains is imported when a training starts.
-from ..model.config import CELLS, DEFAULT_CELL, PRECISIONS, SCHEDULES
+from ..model.config import CELLS
+from ..run import defaults
 from ..text.tokenizers import TOKENIZERS
+from ..training.config import PRECISIONS, SCHEDULES
 from .common import (
     MAX_BATCH,
     MAX_LAYERS,
@@ -43,7 +43,8 @@ from .common import (
 if TYPE_CHECKING:
     import torch
 
-    from ..run.session import MachineFit, TrainRequest
+    from ..run.plan import Plan
+    from ..run.request import TrainRequest
     from ..training import distributed
 
 TRAIN_EPILOG = (
@@ -75,14 +76,14 @@ def train_command(
         None,
         "--cell",
         parser=Choice(CELLS),
-        help=f"Recurrent cell [default: {DEFAULT_CELL}].",
+        help=f"Recurrent cell [default: {defaults.DEFAULT_CELL}].",
         metavar=_choices(CELLS),
     ),
     layers: int | None = typer.Option(
         None,
         "--layers",
         parser=Number(int, 1, MAX_LAYERS),
-        help="Recurrent layers [2].",
+        help=f"Recurrent layers [{defaults.DEFAULT_LAYERS}].",
         metavar="N",
     ),
     hidden: int | None = typer.Option(
@@ -120,14 +121,14 @@ def train_command(
         None,
         "--tokenizer",
         parser=Choice(TOKENIZERS),
-        help="char, or bpe / unigram subwords (sentencepiece) [char].",
+        help=f"char, or bpe / unigram subwords (sentencepiece) [{defaults.DEFAULT_TOKENIZER}].",
         metavar=_choices(TOKENIZERS),
     ),
     vocab_size: int | None = typer.Option(
         None,
         "--vocab-size",
         parser=Number(int, 16, MAX_SUBWORDS),
-        help="Subword vocabulary size [1024].",
+        help=f"Subword vocabulary size [{defaults.DEFAULT_VOCAB_SIZE}].",
         metavar="N",
     ),
     batch_size: int | None = typer.Option(
@@ -135,45 +136,52 @@ def train_command(
         "--batch-size",
         "-b",
         parser=Number(int, 1, MAX_BATCH),
-        help="Streams [128].",
+        help=f"Streams [{defaults.DEFAULT_BATCH}].",
         metavar="N",
     ),
     seq_len: int | None = typer.Option(
         None,
         "--seq-len",
         parser=Number(int, 1, MAX_BATCH),
-        help="Window length [32].",
+        help=f"Window length [{defaults.DEFAULT_SEQ_LEN}].",
         metavar="N",
     ),
     lr: float | None = typer.Option(
         None,
         "--lr",
         parser=Number(float, 0.0, MAX_RATE, open_low=True),
-        help="Peak learning rate [8e-3; 2e-3 for rnn].",
+        help=(
+            f"Peak learning rate [{defaults.learning_rate('gru'):g}; "
+            f"{defaults.learning_rate('rnn'):g} for rnn]."
+        ),
         metavar="X",
     ),
     weight_decay: float | None = typer.Option(
         None,
         "--weight-decay",
         parser=Number(float, 0.0, MAX_RATE),
-        help="AdamW weight decay of the weight matrices [0.01].",
+        help=f"AdamW weight decay of the weight matrices [{defaults.DEFAULT_WEIGHT_DECAY:g}].",
         metavar="X",
     ),
     clip: float | None = typer.Option(
         None,
         "--clip",
         parser=Number(float, 0.0, inf_means="no clipping"),
-        help="Gradient-norm clip; 0 or inf = no clipping [1.0].",
+        help=f"Gradient-norm clip; 0 or inf = no clipping [{defaults.DEFAULT_CLIP:.1f}].",
         metavar="X",
     ),
     warmup: int | None = typer.Option(
-        None, "--warmup", parser=Number(int, 0), help="Warm-up steps [50].", metavar="N"
+        None,
+        "--warmup",
+        parser=Number(int, 0),
+        help=f"Warm-up steps [{defaults.DEFAULT_WARMUP}].",
+        metavar="N",
     ),
     schedule: str | None = typer.Option(
         None,
         "--schedule",
         parser=Choice(SCHEDULES),
-        help="Learning-rate schedule [cosine].",
+        help=f"Learning-rate schedule [{defaults.DEFAULT_SCHEDULE}].",
         metavar=_choices(SCHEDULES),
     ),
     max_epochs: float | None = typer.Option(
@@ -193,14 +201,22 @@ def train_command(
     max_time: str | None = typer.Option(
         None,
         "--max-time",
-        help="Time budget of this invocation: 90s, 10m, 2h [2m].",
+        help=f"Time budget of this invocation: 90s, 10m, 2h [{defaults.DEFAULT_MAX_TIME / 60:g}m].",
         metavar="DURATION",
     ),
     eval_every: int | None = typer.Option(
-        None, "--eval-every", parser=Number(int, 1), help="Steps [200].", metavar="N"
+        None,
+        "--eval-every",
+        parser=Number(int, 1),
+        help=f"Steps [{defaults.DEFAULT_EVAL_EVERY}].",
+        metavar="N",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", parser=Number(int, 0, MAX_SEED), help="Random seed [1337].", metavar="N"
+        None,
+        "--seed",
+        parser=Number(int, 0, MAX_SEED),
+        help=f"Random seed [{defaults.DEFAULT_SEED}].",
+        metavar="N",
     ),
     device: str = device_param(),
     precision: str | None = typer.Option(
@@ -215,7 +231,11 @@ def train_command(
     ),
     threads: int | None = threads_param("CPU threads [the faster of 1 and all, measured]."),
     out: str | None = typer.Option(
-        None, "--out", "-o", help="Run folder [checkpoints/<corpus>-<cell>].", metavar="DIR"
+        None,
+        "--out",
+        "-o",
+        help=f"Run folder [{defaults.CHECKPOINTS_ROOT}/<corpus>-<cell>].",
+        metavar="DIR",
     ),
     resume: str | None = typer.Option(
         None, "--resume", help="Continue the run in this folder.", metavar="RUN"
@@ -246,37 +266,18 @@ def train_command(
     ),
 ) -> None:
     """Train a model on text files; checkpoints go to a run folder."""
-    from ..run.session import TrainRequest
+    from ..run.request import TrainRequest
     from ..training import distributed
 
-    if resume and (tokenizer is not None or vocab_size is not None):
-        raise typer.BadParameter("a resumed run keeps its tokenizer", param_hint="--tokenizer")
-    if init_from and (tokenizer is not None or vocab_size is not None):
-        raise typer.BadParameter(
-            "a fine-tuned run keeps the tokenizer of the model it starts from",
-            param_hint="--tokenizer",
-        )
-    if patience is not None and val is None and val_fraction == 0:
-        raise typer.BadParameter(
-            "needs validation (--val FILE or --val-fraction)", param_hint="--patience"
-        )
-    if vocab_size is not None and (tokenizer or "char") == "char":
-        raise typer.BadParameter("only for --tokenizer bpe or unigram", param_hint="--vocab-size")
-    budget = parse_duration(max_time)
-    if not files and resume is None:
-        raise typer.BadParameter("name a text file to train on (or - for stdin), or --resume RUN")
-    set_threads(threads)
-    d = distributed.from_env()
-    dev = distributed.setup(d, device_option(device))
-    req = TrainRequest(
-        corpus=tuple(files or ()),
+    req = TrainRequest.from_options(
+        tuple(files or ()),
         val=val,
         val_fraction=val_fraction,
         encoding=encoding,
         errors=errors,
         min_char_count=min_char_count,
-        tokenizer=tokenizer or "char",
-        vocab_size=vocab_size or 1024,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
         cell=cell,
         layers=layers,
         hidden=hidden,
@@ -292,7 +293,7 @@ def train_command(
         schedule=schedule,
         max_epochs=max_epochs,
         max_steps=max_steps,
-        max_time=budget,
+        max_time=parse_duration(max_time),
         eval_every=eval_every,
         seed=seed,
         precision=precision,
@@ -302,22 +303,26 @@ def train_command(
         init_from=init_from,
         patience=patience,
     )
+    set_threads(threads)
+    d = distributed.from_env()
+    dev = distributed.setup(d, device_option(device))
     try:
         _train(req, dev, d, quiet, sample_every, threads)
     finally:
         distributed.teardown(d)
 
 
-def _where(dev: torch.device, d: distributed.Dist, fit: MachineFit, precision: str) -> str:
+def _where(dev: torch.device, d: distributed.Dist, plan: Plan) -> str:
     """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here),
     bf16 autocast (1.5x the speed of fp32 here)``."""
     where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
-    if fit.threads is not None:
-        n, most = fit.threads, max(fit.candidates)
+    if plan.threads is not None:
+        n, most = plan.threads, max(plan.thread_candidates)
         where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {most} here)"
+    precision = plan.training.precision
     where += ", fp32" if precision == "fp32" else f", {precision} autocast"
-    if fit.bf16_speedup is not None:
-        where += f" (bf16 at {fit.bf16_speedup:.2f}x the speed of fp32 here)"
+    if plan.bf16_speedup is not None:
+        where += f" (bf16 at {plan.bf16_speedup:.2f}x the speed of fp32 here)"
     return where
 
 
@@ -329,22 +334,17 @@ def _train(
     sample_every: int | None,
     threads: int | None,
 ) -> None:
-    from ..run.session import resume_run, start_run
+    from ..run.start import open_run
     from .view import Reporter
 
-    if req.precision == "fp16" and dev.type != "cuda":
-        raise CharRNNError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
-    run = resume_run(req, dev, d) if req.resume else start_run(req, dev, d)
+    run = open_run(req, dev, d, threads)
     quiet = quiet or not d.is_main  # only rank 0 talks
     live = live_display()
     if sample_every is None:
         sample_every = 1 if live else 0
     reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
-    fit = run.fit_to_machine(threads)
     if not quiet:
-        reporter.header(_where(dev, d, fit, run.train_config.precision))
-        if run.load_watch is not None:
-            run.load_watch.report = reporter.note
+        reporter.header(_where(dev, d, run.plan))
 
     stop: dict[str, int | None] = {"signal": None}
 
@@ -364,7 +364,9 @@ def _train(
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
         state = run.train(
-            callbacks=[] if quiet else [reporter], should_stop=lambda: stop["signal"] is not None
+            callbacks=[] if quiet else [reporter],
+            should_stop=lambda: stop["signal"] is not None,
+            on_note=None if quiet else reporter.note,
         )
     finally:
         signal.signal(signal.SIGINT, old_int)
@@ -373,9 +375,9 @@ def _train(
             reporter.progress.stop()
     if d.is_main:
         reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
-    from ..training.distributed import barrier
+    from ..training import distributed
 
-    barrier(d)  # every rank done before the process group goes away
+    distributed.barrier(d)  # every rank done before the process group goes away
     if stop["signal"] is not None:
         if d.is_main:
             err.print(

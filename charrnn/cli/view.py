@@ -18,8 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..run.session import Run
 from ..store import checkpoint as ck
+from ..training.config import TrainerState
 from ..training.events import Evaluated, Event, Finished, Skipped, Started, Stepped
-from ..training.loop import TrainerState
 from ..units import best_bits_per_char, bits
 from .common import err, format_duration
 

@@ -1,10 +1,7 @@
-"""The model's configuration and what follows from it alone: tensor names, shapes, parameters;
-and the choices of the training options that the command line lists in its help.
+"""The model's configuration and what follows from it alone: tensor names, shapes, parameters.
 
 Pure module: standard library only, so that commands which need no tensors (``runs``, ``info``,
-``--help``) and the NumPy sampler can use it without importing torch. :mod:`charrnn.model.rnn`
-re-exports :class:`ModelConfig` and :data:`CELLS`, :mod:`charrnn.training.loop` ``SCHEDULES`` and
-``PRECISIONS``, :mod:`charrnn.run.defaults` ``DEFAULT_CELL``.
+``--help``) and the NumPy sampler can use it without importing torch.
 Dimension names: E embedding size, H hidden size, V vocabulary size, G gates (LSTM 4, GRU 3,
 RNN 1), N number of recurrent layers.
 """
@@ -17,15 +14,12 @@ from typing import Any
 
 CELLS = ("lstm", "gru", "rnn")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-DEFAULT_CELL = "gru"  # the measured choice: see README "How the defaults were chosen"
-SCHEDULES = ("cosine", "plateau", "constant")  # TrainConfig.schedule
-PRECISIONS = ("fp32", "bf16", "fp16")  # TrainConfig.precision
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
-    cell: str = DEFAULT_CELL
+    cell: str = "gru"  # a constructor default; a run's is run.defaults.DEFAULT_CELL
     layers: int = 2
     hidden: int = 256
     embed_dim: int = 64

@@ -31,25 +31,12 @@ from ..store.atomic import atomic_file, copy_stream_atomic
 from ..text.reading import STDIN, Encoder, iter_text, read_text
 from ..text.tokenizers import Tokenizer, tokenizer_info, train_subword
 from ..text.vocab import Vocab, show_chars
+from .request import CorpusSpec
 
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
 TOKENS_VAL = "tokens-val.bin"
 _CONTROL_OK = {"\n", "\t", "\r", "\f"}
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    """Which text to train on and how to read it (the corpus part of ``charrnn train``)."""
-
-    sources: tuple[str, ...]
-    val: str | None = None
-    val_fraction: float = 0.1
-    encoding: str = "utf-8"
-    errors: str = "strict"
-    min_char_count: int = 1
-    tokenizer: str = "char"
-    vocab_size: int = 1024
 
 
 @dataclass
@@ -228,15 +215,8 @@ def open_tokens(path: Path, dtype: np.dtype[Any], count: int) -> torch.Tensor:
 
 
 def check_sources(spec: CorpusSpec) -> None:
-    """Refuse a corpus that cannot be read, before any run folder is made (CorpusError)."""
-    if not spec.sources:
-        raise CorpusError("no corpus given: charrnn train FILE [FILE...] (or - for stdin)")
-    if spec.sources.count(STDIN) > 1:
-        raise CorpusError("standard input (-) can be named only once")
-    if spec.val == STDIN:
-        raise CorpusError(
-            "--val -: the validation text must be a file (standard input is read only once)"
-        )
+    """Refuse a corpus file that cannot be read, before any run folder is made (CorpusError);
+    the request has already refused what no corpus can be (none, stdin twice, ``--val -``)."""
     for p in spec.sources:
         if p != STDIN and not Path(p).is_file():
             read_text(p)  # raises the precise error (missing, a directory, unreadable)
@@ -302,8 +282,8 @@ def _build_vocab(
     if base is not None and not isinstance(base, Vocab):
         return base, ["the subword tokenizer of the model it starts from is kept"]
     train_parts = (a for a, _ in split.parts() if a)
-    if spec.tokenizer != "char" and base is None:
-        return train_subword(train_parts, spec.tokenizer, spec.vocab_size), []
+    if spec.kind != "char" and base is None:
+        return train_subword(train_parts, spec.kind, spec.pieces), []
     counts = count_chars(train_parts)
     bad = control_count(counts)
     notes = [f"corpus holds {bad} NUL or other control characters; kept as they are"] if bad else []

@@ -1,100 +1,39 @@
 """Every default of ``charrnn train``: what a run uses for each option the user left out.
 
 Each rule is a small pure function of measured inputs (corpus size, vocabulary size, cell, step
-time, time budget), and its docstring names the measurement behind it; the README's "How the
-defaults were chosen" gives the figures. :class:`TrainRequest` is what the user asked for (None:
-"choose for me"); :func:`auto_model_config` and :func:`auto_train_config` fill it in from the
-rules. Nothing here touches files, prints, or measures: measurements come from
-:mod:`charrnn.run.probes` and the corpus.
+time, time budget), and its docstring names the measurement behind it (docs/defaults.md gives
+the figures). The constants are the one source that ``--help``, the library and the docs read.
+:mod:`charrnn.run.plan` applies the rules to a :class:`~charrnn.run.request.TrainRequest`.
+Nothing here touches files, prints, or measures (measurements come from
+:mod:`charrnn.run.probes` and the corpus); standard library only.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
-from ..errors import OptionError
-from ..model.config import CELLS, DEFAULT_CELL, ModelConfig
-from ..text.reading import fit_batch
-from ..text.tokenizers import TOKENIZERS
-from ..training.loop import TrainConfig
-from .corpus import CorpusSpec
+from ..model.config import ModelConfig
+from ..training.config import TrainConfig
 
+CHECKPOINTS_ROOT = "checkpoints"  # where run folders go (``$CHARRNN_CHECKPOINTS`` overrides)
+DEFAULT_TOKENIZER, DEFAULT_VOCAB_SIZE = "char", 1024  # subword pieces, for bpe and unigram
+DEFAULT_CELL = "gru"  # the measured choice (docs/defaults.md)
 DEFAULT_MAX_TIME = 120.0  # seconds, when no limit is given
-DEFAULT_LAYERS = 2  # DEFAULT_CELL ("gru") is in config.py: the command line's help shows it
+DEFAULT_LAYERS = 2
 DEFAULT_BATCH, DEFAULT_SEQ_LEN = 128, 32  # streams x window: 4,096 characters a step
+DEFAULT_WEIGHT_DECAY, DEFAULT_CLIP, DEFAULT_WARMUP = 0.01, 1.0, 50
+DEFAULT_SCHEDULE, DEFAULT_SEED = "cosine", 1337
 DEFAULT_EVAL_EVERY = 200
-EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (see training.py)
+EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (training/loop.py)
 # A new run expected to pass over its corpus at least this many times gets at least this dropout.
 LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
 # The larger model of a long run (long_run_model): an LSTM of this size, dropout and AdamW weight
 # decay, chosen when the default model would make LONG_MODEL_EPOCHS or more passes and this one
 # still makes LONG_MODEL_STEPS steps, on a corpus of LONG_MODEL_MIN_TOKENS tokens or more.
 LONG_MODEL_CELL, LONG_MODEL_HIDDEN, LONG_MODEL_DROPOUT = "lstm", 512, 0.25
-LONG_MODEL_WEIGHT_DECAY = 0.3  # the default elsewhere is 0.01
+LONG_MODEL_WEIGHT_DECAY = 0.3  # DEFAULT_WEIGHT_DECAY elsewhere
 LONG_MODEL_EPOCHS, LONG_MODEL_STEPS, LONG_MODEL_MIN_TOKENS = 9.0, 1200.0, 500_000
 BF16_MIN_SPEEDUP = 1.1  # bf16 must beat fp32 by this factor; ties and noise keep fp32
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What the user asked for; None means "choose for me" (or "keep" when resuming)."""
-
-    corpus: tuple[str, ...] = ()
-    val: str | None = None
-    val_fraction: float = 0.1
-    encoding: str = "utf-8"
-    errors: str = "strict"
-    min_char_count: int = 1
-    tokenizer: str = "char"
-    vocab_size: int = 1024
-    cell: str | None = None
-    layers: int | None = None
-    hidden: int | None = None
-    embed_dim: int | None = None
-    dropout: float | None = None
-    tie_weights: bool | None = None
-    batch_size: int | None = None
-    seq_len: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    clip: float | None = None
-    warmup: int | None = None
-    schedule: str | None = None
-    max_epochs: float | None = None
-    max_steps: int | None = None
-    max_time: float | None = None
-    eval_every: int | None = None
-    seed: int | None = None
-    precision: str | None = None
-    out: str | None = None
-    resume: str | None = None
-    root: str = "checkpoints"
-    init_from: str | None = None  # a run or checkpoint folder to start from (finetune.py)
-    patience: int | None = None  # stop after this many evaluations without a new best
-
-    def __post_init__(self) -> None:
-        # Infinity means something for two options, stored as strict JSON: no clipping (0) and
-        # no epoch limit (None).
-        if self.clip is not None and math.isinf(self.clip) and self.clip > 0:
-            object.__setattr__(self, "clip", 0.0)
-        if self.max_epochs is not None and math.isinf(self.max_epochs) and self.max_epochs > 0:
-            object.__setattr__(self, "max_epochs", None)
-        if self.patience is not None and self.patience < 1:
-            raise OptionError(f"--patience {self.patience}: expected 1 or more evaluations")
-
-    def corpus_spec(self) -> CorpusSpec:
-        """The corpus part of the request."""
-        return CorpusSpec(
-            self.corpus,
-            self.val,
-            self.val_fraction,
-            self.encoding,
-            self.errors,
-            self.min_char_count,
-            self.tokenizer,
-            self.vocab_size,
-        )
 
 
 # ----------------------------------------------------------------------------- the rules
@@ -219,110 +158,27 @@ def expected_epochs(tc: TrainConfig, n_train: int, step_seconds: float) -> float
     return None if steps is None else steps * tc.batch_size * tc.seq_len / max(1, n_train)
 
 
-# ----------------------------------------------------------------------------- filling in
+@dataclass(frozen=True)
+class Fit:
+    """Batch size and window length actually used for a stream of ``n`` tokens."""
+
+    batch_size: int
+    seq_len: int
+    shrunk: bool
 
 
-def check_choices(req: TrainRequest) -> None:
-    """Refuse a tokenizer or cell charrnn does not have (OptionError)."""
-    if req.tokenizer not in TOKENIZERS:
-        raise OptionError(f"--tokenizer {req.tokenizer}: expected {', '.join(TOKENIZERS)}")
-    if req.cell is not None and req.cell not in CELLS:
-        raise OptionError(f"--cell {req.cell}: expected one of {', '.join(CELLS)}")
+def fit_batch(n: int, batch_size: int, seq_len: int) -> Fit:
+    """Shrink batch size (then window length) so that ``n`` tokens give at least one full window.
 
-
-def auto_model_config(req: TrainRequest, n_train: int, vocab_size: int) -> ModelConfig:
-    """The model of a new run: the request, its gaps filled by the rules above (``n_train``:
-    training characters)."""
-    check_choices(req)
-    hidden = req.hidden or hidden_size(n_train)
-    embed = req.embed_dim or embed_dim(vocab_size, hidden)
-    if req.tie_weights:
-        if req.embed_dim is not None and req.embed_dim != hidden:
-            raise OptionError("--tie-weights needs --embed-dim equal to --hidden")
-        embed = hidden
-    return ModelConfig(
-        vocab_size=vocab_size,
-        cell=req.cell or DEFAULT_CELL,
-        layers=req.layers or DEFAULT_LAYERS,
-        hidden=hidden,
-        embed_dim=embed,
-        dropout=dropout(n_train) if req.dropout is None else req.dropout,
-        tie_weights=bool(req.tie_weights),
-    )
-
-
-def auto_train_config(
-    req: TrainRequest, cell: str, n_train: int, auto_precision: str = "fp32"
-) -> tuple[TrainConfig, str | None]:
-    """Training configuration of a new run (``n_train``: training tokens; ``auto_precision``:
-    :func:`precision` for its device), and a notice if the batch had to shrink to fit."""
-    fit = fit_batch(n_train, req.batch_size or DEFAULT_BATCH, req.seq_len or DEFAULT_SEQ_LEN)
-    notice = None
-    if fit.shrunk:
-        unit = "character" if req.tokenizer == "char" else "token"
-        notice = (
-            f"corpus is small ({n_train} training {unit}s): using {fit.batch_size} "
-            f"stream{'s' if fit.batch_size > 1 else ''} of {fit.seq_len}-{unit} windows"
-        )
-    max_time = req.max_time
-    if max_time is None and req.max_steps is None and req.max_epochs is None:
-        max_time = DEFAULT_MAX_TIME
-    cfg = TrainConfig(
-        batch_size=fit.batch_size,
-        seq_len=fit.seq_len,
-        lr=req.lr or learning_rate(cell),
-        weight_decay=0.01 if req.weight_decay is None else req.weight_decay,
-        clip=1.0 if req.clip is None else req.clip,
-        warmup_steps=50 if req.warmup is None else req.warmup,
-        schedule=req.schedule or "cosine",
-        max_epochs=req.max_epochs,
-        max_steps=req.max_steps,
-        max_time=max_time,
-        eval_every=req.eval_every or DEFAULT_EVAL_EVERY,
-        eval_share=None if req.eval_every else EVAL_SHARE,
-        seed=1337 if req.seed is None else req.seed,
-        precision=req.precision or auto_precision,
-        patience=req.patience,
-    )
-    return cfg, notice
-
-
-# ----------------------------------------------------------------------------- resuming
-
-# What --resume may change; the rest of a run is fixed when it starts.
-RESUME_OVERRIDABLE = (
-    *("max_epochs", "max_steps", "max_time", "eval_every", "precision", "patience"),
-)
-RESUME_FIXED = (
-    *("val", "cell", "layers", "hidden", "embed_dim", "dropout", "tie_weights", "batch_size"),
-    *("seq_len", "lr", "weight_decay", "clip", "warmup", "schedule", "seed", "init_from"),
-)
-
-
-def check_resume_request(req: TrainRequest, run_dir: object) -> None:
-    """Refuse options a resumed run cannot change (OptionError naming the first one)."""
-    if req.corpus:
-        raise OptionError(
-            f"--resume continues {run_dir} on the corpus it was started with; name no FILE"
-        )
-    fixed = [name for name in RESUME_FIXED if getattr(req, name) is not None]
-    if fixed:
-        what = "--" + fixed[0].replace("_", "-")
-        raise OptionError(
-            f"--resume continues {run_dir} as it was set up; {what} cannot be changed "
-            "(only --max-time, --max-steps, --max-epochs, --eval-every, --patience, "
-            "--precision, --device, --threads)"
-        )
-
-
-def resumed_train_config(req: TrainRequest, saved: dict[str, object]) -> TrainConfig:
-    """The saved training configuration with what the resume request changes: new limits
-    replace the old ones rather than adding to them, and an explicit --eval-every is followed.
-    Raises TypeError or ValueError for a saved section that is not a TrainConfig."""
-    tc = TrainConfig(**saved)  # type: ignore[arg-type]
-    changes = {k: getattr(req, k) for k in RESUME_OVERRIDABLE if getattr(req, k) is not None}
-    if {"max_time", "max_steps", "max_epochs"} & changes.keys():
-        changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
-    if "eval_every" in changes:
-        changes["eval_share"] = None  # evaluate as asked
-    return replace(tc, **changes)
+    A corpus needs ``batch_size * (seq_len + 1)`` tokens for one full window; smaller corpora get
+    fewer streams first, then shorter windows, down to one stream of 2 tokens.
+    """
+    if n < 2:
+        raise ValueError("at least 2 tokens are needed")
+    b, t = batch_size, seq_len
+    if n >= b * (t + 1):
+        return Fit(b, t, False)
+    b = max(1, n // (t + 1))
+    if n < t + 1:
+        t = n - 1
+    return Fit(b, t, True)

@@ -30,17 +30,14 @@ from ..errors import CheckpointError, OptionError
 from ..model.rnn import CharRNN, ModelConfig
 from ..store import catalog
 from ..store import checkpoint as ck
-from ..text.tokenizers import Tokenizer, tokenizer_info
+from ..text.tokenizers import Tokenizer
 from ..text.vocab import Vocab
-from ..training.loop import TrainConfig
 from . import defaults
-from .defaults import TrainRequest
+from .request import ARCHITECTURE, TrainRequest
 
 if TYPE_CHECKING:
-    from .corpus import Corpus
+    pass
 
-# The parent's architecture: what a fine-tuned run cannot change.
-ARCHITECTURE = ("cell", "layers", "hidden", "embed_dim", "tie_weights")
 ROWS = ("embedding.weight", "head.weight", "head.bias")  # one row per vocabulary id
 
 
@@ -53,18 +50,6 @@ class Parent:
     origin: dict[str, Any]  # config.json's init_from: {"run", "checkpoint", "step"}
 
 
-def configs(
-    req: TrainRequest, corpus: Corpus, device: torch.device
-) -> tuple[ModelConfig, TrainConfig, str | None]:
-    """ModelConfig, TrainConfig and a notice (or None) for a new run on ``corpus`` (a
-    fine-tuned one after :func:`prepare` filled the request in)."""
-    mc = defaults.auto_model_config(req, corpus.train_text_chars, len(corpus.vocab))
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    precision = defaults.precision(device.type, bf16)
-    tc, notice = defaults.auto_train_config(req, mc.cell, corpus.train_ids.numel(), precision)
-    return mc, tc, notice
-
-
 def prepare(req: TrainRequest) -> tuple[TrainRequest, Parent | None]:
     """For ``req.init_from``: load the parent, refuse options that conflict with it, and fill
     the request in with its architecture and the fine-tuning learning rate (the parent is
@@ -73,8 +58,6 @@ def prepare(req: TrainRequest) -> tuple[TrainRequest, Parent | None]:
     parent that cannot be loaded)."""
     if req.init_from is None:
         return req, None
-    if req.resume is not None:
-        raise OptionError("--init-from starts a new run; it cannot go with --resume")
     try:
         loaded = ck.load_model(Path(req.init_from), "cpu")
     except CheckpointError as e:
@@ -118,12 +101,6 @@ def check_request(req: TrainRequest, mc: ModelConfig, vocab: Tokenizer) -> None:
             f"--init-from: {given} conflicts with the model it starts from ({mc.cell.upper()} "
             f"{mc.layers}x{mc.hidden}, embedding {mc.embed_dim}{', tied' if mc.tie_weights else ''}"
             "); a fine-tuned run keeps its cell, layers, hidden, embed-dim and tie-weights"
-        )
-    if req.tokenizer != "char" or req.vocab_size != TrainRequest.vocab_size:
-        kind = tokenizer_info(vocab)["type"]
-        raise OptionError(
-            f"--init-from: a fine-tuned run keeps the tokenizer of the model it starts from "
-            f"({kind}); --tokenizer and --vocab-size cannot be given"
         )
 
 

@@ -8,7 +8,7 @@ A run folder holds the run's checkpoints, pointers, metrics.jsonl and token cach
 One writer per run. ``charrnn train`` (new or ``--resume``) holds an exclusive OS lock on the
 folder's ``.lock`` file from before it writes anything until the run ends::
 
-    claim(out, ...) / lock(run_dir)    os.open(".lock") + flock(LOCK_EX | LOCK_NB)
+    claim / adopt / lock(run_dir)      os.open(".lock") + flock(LOCK_EX | LOCK_NB)
                                        refused at once -> RunBusy naming the holder's pid
     ... training, saving ...           the descriptor stays open: the lock is held
     RunLock.release() / process end    the kernel drops the lock (also after SIGKILL)
@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -203,20 +204,15 @@ def lock_on_main(run_dir: Path, dist: Dist, device: torch.device) -> RunLock:
     return held
 
 
-def claim(out: str | None, first_source: str, cell: str, root: str) -> tuple[Path, bool, RunLock]:
-    """The folder of a new run, created (or the empty ``out``) and locked for writing.
-
-    Returns the folder, whether this call created it, and the lock. The automatic name under
-    ``root`` (from the first source's name and the cell) is claimed by ``os.mkdir``, which
-    only one process can win, so runs started together get different folders. ``out`` must be
-    missing or empty (a lock file aside), which is checked again once the lock is held.
+def claim(out: str) -> tuple[Path, bool, RunLock]:
+    """The folder a new run was told to use (``--out``), created if missing and locked for
+    writing. Returns the folder, whether this call created it, and the lock. ``out`` must be
+    missing or empty (a lock file aside), which is checked again once the lock is held. (A run
+    without ``--out`` reads its corpus in a :func:`stage` folder and :func:`adopt` names it.)
     Raises CharRNNError for a used ``out``, RunBusy when another run holds it."""
-    if out:
-        run_dir = Path(out)
-        _check_free(run_dir)
-        created = _make(run_dir)
-    else:
-        run_dir, created = _make_next(Path(root), auto_name(first_source, cell)), True
+    run_dir = Path(out)
+    _check_free(run_dir)
+    created = _make(run_dir)
     held = lock(run_dir)
     try:
         _check_free(run_dir)
@@ -232,13 +228,27 @@ def auto_name(first_source: str, cell: str) -> str:
     return f"{stem}-{cell}"
 
 
-def rename_new(run_dir: Path, held: RunLock, first_source: str, cell: str) -> tuple[Path, RunLock]:
-    """Move a new run's automatically named folder (claimed and locked by :func:`claim`, no
-    checkpoint in it yet) to the name for ``cell`` beside it: the new name is claimed the way
-    :func:`claim` does, locked, the files moved over and the old folder removed. Returns the new
-    folder and its lock (``held`` is released). Raises CharRNNError when a file cannot move (the
-    run is then left where it was)."""
-    new_dir = _make_next(run_dir.parent, auto_name(first_source, cell))
+STAGING_PREFIX = ".new-"  # a new run's folder while its name is not yet decided
+
+
+def stage(root: str) -> Path:
+    """A hidden folder in ``root`` (made if missing) where a new run without ``--out`` reads
+    its corpus before the plan decides the run's name; :func:`adopt` moves it to that name.
+    Run listings skip it: it holds no checkpoint. Raises CharRNNError when it cannot be made."""
+    base = Path(root)
+    _make(base)
+    try:
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
+    except OSError as e:
+        raise CharRNNError(f"{base}: cannot create a run folder in it ({e.strerror})") from None
+
+
+def adopt(staged: Path, name: str) -> tuple[Path, RunLock]:
+    """Move the files of a :func:`stage` folder to a new run folder beside it, ``name`` (or
+    ``name-2``, ``-3``, ... when taken), claimed the way :func:`claim` claims one and locked;
+    the staging folder is removed. Returns the folder and its lock. Raises CharRNNError when a
+    file cannot move (the staging folder is then left as it was, for the caller to discard)."""
+    new_dir = _make_next(staged.parent, name)
     try:
         new_lock = lock(new_dir)
     except CharRNNError:
@@ -246,19 +256,20 @@ def rename_new(run_dir: Path, held: RunLock, first_source: str, cell: str) -> tu
         raise
     moved: list[str] = []
     try:
-        for path in run_dir.iterdir():
+        for path in staged.iterdir():
             if path.name != LOCK_FILE:
                 os.replace(path, new_dir / path.name)
                 moved.append(path.name)
     except OSError as e:
-        for name in moved:  # put the run back as it was
+        for moved_name in moved:  # put the files back as they were
             with contextlib.suppress(OSError):
-                os.replace(new_dir / name, run_dir / name)
+                os.replace(new_dir / moved_name, staged / moved_name)
         new_lock.release()
         discard(new_dir)
-        raise CharRNNError(f"{run_dir}: cannot move the run to {new_dir} ({e.strerror})") from None
-    held.release()
-    discard(run_dir)
+        raise CharRNNError(
+            f"{new_dir}: cannot move the new run's files in ({e.strerror})"
+        ) from None
+    discard(staged)
     return new_dir, new_lock
 
 

@@ -9,21 +9,18 @@ One JSON object per line, in a run folder beside its checkpoints::
 
 ``train_loss`` and ``val_loss`` are nats per token (per character for the character tokenizer);
 ``*_bits_per_char`` are per character (see :mod:`charrnn.units`). ``time`` is seconds of
-training over all sessions, ``chars`` tokens seen, ``wall`` a Unix time.
+training over all sessions, ``chars`` characters seen, ``wall`` a Unix time.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
-from ..training.events import Evaluated, Event, Finished, Started, Stepped
-from ..units import bits
 
 METRICS = "metrics.jsonl"
 
@@ -35,7 +32,7 @@ def _plain_number(x: Any) -> Any:
     return x
 
 
-def _sig(x: float | None) -> float | None:
+def sig(x: float | None) -> float | None:
     """``x`` to 6 significant digits, to keep metrics.jsonl readable."""
     return None if x is None else float(f"{x:.6g}")
 
@@ -99,82 +96,3 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             ]
         records.append(obj)
     return records
-
-
-def metrics_every(eval_every: int) -> int:
-    """Steps between ``step`` records: about ten per evaluation interval (every 20 steps when
-    the run never evaluates)."""
-    return max(1, eval_every // 10) if eval_every > 0 else 20
-
-
-class MetricsRecorder:
-    """A training callback that turns events into metrics.jsonl records.
-
-    ``clock()`` gives (seconds of training over all sessions, characters seen) at the moment of
-    the event; step records are written every ``every`` steps only. ``chars_per_token`` turns the
-    events' token rates into characters per second (1 for the character tokenizer).
-    """
-
-    def __init__(
-        self,
-        log: MetricsLog,
-        every: int,
-        clock: Callable[[], tuple[float, int]],
-        chars_per_token: float = 1.0,
-    ) -> None:
-        self.log = log
-        self.every = every
-        self.clock = clock
-        self.chars_per_token = chars_per_token
-        self.last_step: Stepped | None = None
-
-    def __call__(self, event: Event) -> None:
-        record = self.record(event)
-        if record is not None:
-            record["wall"] = round(time.time(), 3)
-            self.log.write(record)
-
-    def record(self, event: Event) -> dict[str, Any] | None:
-        """The record for ``event`` (None: nothing to write for it)."""
-        elapsed, tokens = self.clock()
-        common = {"step": event.step, "time": _sig(elapsed), "chars": tokens}
-        if isinstance(event, Started):
-            return {
-                "event": "start",
-                **common,
-                "resumed": event.resumed,
-                "parameters": event.parameters,
-            }
-        if isinstance(event, Stepped):
-            self.last_step = event
-            if event.step % self.every:
-                return None
-            train = _train_fields(event.loss, event.loss_per_char, event, self.chars_per_token)
-            return {"event": "step", **common, "epoch": _sig(event.epoch), **train}
-        if isinstance(event, Evaluated):
-            train = _train_fields(
-                event.train_loss, event.train_loss_per_char, self.last_step, self.chars_per_token
-            )
-            return {
-                "event": "eval",
-                **common,
-                "epoch": _sig(event.epoch),
-                **train,
-                "val_loss": _sig(event.val.nats_per_token),
-                "val_bits_per_char": _sig(event.val.bits_per_char),
-                "best": event.is_best,
-            }
-        if isinstance(event, Finished):
-            return {"event": "end", **common, "reason": event.reason}
-        return None
-
-
-def _train_fields(
-    loss: float | None, loss_per_char: float | None, last: Stepped | None, chars_per_token: float
-) -> dict[str, Any]:
-    return {
-        "train_loss": _sig(loss),
-        "train_bits_per_char": None if loss_per_char is None else _sig(bits(loss_per_char)),
-        "lr": None if last is None else _sig(last.lr),
-        "chars_per_sec": None if last is None else round(last.tokens_per_sec * chars_per_token),
-    }

@@ -1,4 +1,4 @@
-"""Text in, token ids out: the text policy, character ids, streams and TBPTT windows.
+"""Text in: the text policy every file charrnn reads goes through, and character ids.
 
 Every text file charrnn reads (a corpus, a prime, a file to score) is read by :func:`iter_text`;
 a run's corpus as a whole (sources, passes, token cache) is :mod:`charrnn.run.corpus`.
@@ -7,24 +7,6 @@ Text policy, shared by train, sample and eval-perplexity: files are decoded as U
 ``encoding``), a leading byte-order mark is dropped, and Windows line ends (CR LF) become LF.
 A file with CR line ends and no LF (classic Mac OS) is read with CR as LF; elsewhere a lone CR
 is kept as it is.
-
-Batching into contiguous streams and walking them in windows (truncated BPTT)::
-
-    ids   a b c d e f g h i j k l m n o p q r s t u v w x y    N = 25, batch_size B = 3
-                                                               L = N // B = 8 per stream
-    data  row 0: a b c d e f g h      (B, L): each row is a contiguous stretch of the text
-          row 1: i j k l m n o p
-          row 2: q r s t u v w x      (y is dropped: it does not fill a row)
-
-    seq_len T = 3, window k starts at column i = k*T:
-          x = data[:, i : i+T]        y = data[:, i+1 : i+T+1]   (the next character)
-          k=0  x: a b c   y: b c d     k=1  x: d e f   y: e f g     k=2  x: g   y: h
-               i j k      j k l             l m n      m n o             o       p
-               ...                          ...                          w       x
-
-The hidden state that row b ends window k with is the state row b starts window k+1 with
-(detached from the graph), so every stream reads its stretch of text as one long sequence.
-The last window of an epoch is shorter when T does not divide L - 1.
 """
 
 from __future__ import annotations
@@ -32,7 +14,6 @@ from __future__ import annotations
 import codecs
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -40,7 +21,6 @@ from ..errors import CorpusError
 
 if TYPE_CHECKING:  # only passed through: the command line reads text without torch or NumPy
     import numpy as np
-    import torch
 
 STDIN = "-"
 DECODE_ERRORS = ("strict", "replace", "ignore")  # what --errors accepts (Python codec handlers)
@@ -125,69 +105,6 @@ def iter_text(
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Read a whole text file (``-`` for standard input) under the shared text policy."""
     return "".join(iter_text(path, encoding, errors))
-
-
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """Training text and held-out validation tail (the last ``val_fraction`` of the characters)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError("val_fraction must be in [0, 1)")
-    cut = int(len(text) * (1.0 - val_fraction))
-    return text[:cut], text[cut:]
-
-
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Cut a 1-D id stream into ``batch_size`` contiguous rows, (B, L); the remainder is dropped."""
-    n = ids.numel() // batch_size
-    if n < 2:
-        raise ValueError(f"{ids.numel()} tokens cannot fill {batch_size} streams of 2 or more")
-    return ids[: n * batch_size].view(batch_size, n)
-
-
-def num_windows(length: int, seq_len: int) -> int:
-    """Windows per epoch over streams of ``length`` columns (the last column is only a target)."""
-    return -(-(length - 1) // seq_len)
-
-
-def window(data: torch.Tensor, k: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window ``k`` of ``data`` (B, L): inputs x and targets y = x shifted by one, both (B, T)."""
-    i = k * seq_len
-    t = min(seq_len, data.size(1) - 1 - i)
-    return data[:, i : i + t], data[:, i + 1 : i + 1 + t]
-
-
-def windows(
-    data: torch.Tensor, seq_len: int, start: int = 0
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(k, x, y) for the windows of one epoch, from window ``start`` on."""
-    for k in range(start, num_windows(data.size(1), seq_len)):
-        x, y = window(data, k, seq_len)
-        yield k, x, y
-
-
-@dataclass(frozen=True)
-class Fit:
-    """Batch size and window length actually used for a stream of ``n`` tokens."""
-
-    batch_size: int
-    seq_len: int
-    shrunk: bool
-
-
-def fit_batch(n: int, batch_size: int, seq_len: int) -> Fit:
-    """Shrink batch size (then window length) so that ``n`` tokens give at least one full window.
-
-    A corpus needs ``batch_size * (seq_len + 1)`` tokens for one full window; smaller corpora get
-    fewer streams first, then shorter windows, down to one stream of 2 tokens.
-    """
-    if n < 2:
-        raise ValueError("at least 2 tokens are needed")
-    b, t = batch_size, seq_len
-    if n >= b * (t + 1):
-        return Fit(b, t, False)
-    b = max(1, n // (t + 1))
-    if n < t + 1:
-        t = n - 1
-    return Fit(b, t, True)
 
 
 class Encoder:

@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..units import Score
-
-if TYPE_CHECKING:
-    from .loop import TrainerState
-
-# Why a session ended (Finished.reason).
-STOP_REASONS = ("max_steps", "max_epochs", "patience", "max_time", "stopped")
 
 
 @dataclass(frozen=True)
@@ -65,8 +58,7 @@ class Skipped:
 @dataclass(frozen=True)
 class Finished:
     step: int
-    reason: str  # one of STOP_REASONS
-    state: TrainerState
+    reason: str  # "max_steps", "max_epochs", "patience", "max_time" or "stopped"
 
 
 Event = Started | Stepped | Evaluated | Skipped | Finished

@@ -1,4 +1,4 @@
-"""The learning-rate schedule and the run's progress, as pure functions of config and state.
+"""The learning-rate schedule and the run's progress, from the config and the trainer state.
 
 Progress is the fraction of the run done: the furthest of steps, epochs and time towards their
 limits (the first limit reached ends the run). The learning rate over progress p::
@@ -21,10 +21,8 @@ cycle.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .loop import TrainConfig, TrainerState
+from .config import TrainConfig, TrainerState
 
 RESTART_AT = 0.999
 PLATEAU_PATIENCE = 2  # validations without a new best before the plateau schedule halves lr
@@ -84,7 +82,7 @@ def record_validation(c: TrainConfig, s: TrainerState, loss: float) -> bool:
 def stop_reason(
     c: TrainConfig, s: TrainerState, epochs: float, out_of_time: bool, stop: bool
 ) -> str | None:
-    """Why a run stops before its next step (one of events.STOP_REASONS), or None: ``epochs``
+    """Why a run stops before its next step (a Finished.reason), or None: ``epochs``
     is the passes done, ``out_of_time`` whether the time budget is spent, ``stop`` whether it
     was asked to stop. ``patience``: the last ``c.patience`` validations in a row brought no new
     best (a limit reached at the same step is named instead: the run would have ended anyway)."""

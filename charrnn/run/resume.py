@@ -13,8 +13,9 @@ import torch
 
 from ..errors import CheckpointError
 from ..model.rnn import CharRNN, hidden_from_tensors, hidden_tensors
-from ..training.loop import TrainConfig, TrainerState, make_optimizer
-from . import checkpoint as ck
+from ..store import checkpoint as ck
+from ..training.config import TrainConfig, TrainerState
+from ..training.loop import make_optimizer
 
 
 def optimizer_to_plain(

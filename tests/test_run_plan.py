@@ -1,4 +1,5 @@
-"""Fitting a run to the machine (charrnn/fitting.py): the precision probe's choice, end to end."""
+"""The run plan (charrnn/run/plan.py): what the probes choose, the long-run rules, and the load
+watch (charrnn/run/loadwatch.py), end to end where a run is involved."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.evaluation import score_text
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.run import defaults, fitting
+from charrnn.run import defaults, loadwatch, plan
 from charrnn.run.probes import StepTimes
-from charrnn.run.session import TrainRequest, resume_run, start_run
+from charrnn.run.request import TrainRequest
+from charrnn.run.start import open_run
+from charrnn.training.config import TrainConfig
+from charrnn.training.distributed import SINGLE
 from charrnn.training.events import Evaluated, Stepped
 from charrnn.units import Score
 
@@ -25,11 +29,11 @@ CPU = torch.device("cpu")
 
 def _request(corpus: Path, out: Path, **kw: object) -> TrainRequest:
     base: dict[str, object] = dict(
-        corpus=(str(corpus),), cell="gru", hidden=32, layers=2, embed_dim=8, dropout=0.0,
+        sources=(str(corpus),), cell="gru", hidden=32, layers=2, embed_dim=8, dropout=0.0,
         batch_size=8, seq_len=16, max_steps=6, eval_every=3, warmup=2, out=str(out),
     )  # fmt: skip
     base.update(kw)
-    return TrainRequest(**base)  # type: ignore[arg-type]
+    return TrainRequest.from_options(**base)  # type: ignore[arg-type]
 
 
 def test_cpu_precision_rule() -> None:
@@ -45,24 +49,25 @@ def test_a_new_run_takes_the_precision_the_probe_finds_faster(
 ) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:4000])
-    monkeypatch.setattr(fitting, "native_bf16", lambda: True)
+    monkeypatch.setattr(plan, "native_bf16", lambda: True)
     timed = {(1, "fp32"): 0.2, (2, "fp32"): 0.3, (1, "bf16"): 0.4, (2, "bf16"): 0.2 / speedup}
-    monkeypatch.setattr(fitting, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
-    run = start_run(_request(corpus, tmp_path / "r"), CPU)
+    monkeypatch.setattr(plan, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # two cores to choose from
     try:
-        fit = run.fit_to_machine()
+        run = open_run(_request(corpus, tmp_path / "r"), CPU)
     finally:
         threads = torch.get_num_threads()
         torch.set_num_threads(before)
-    assert fit.bf16_speedup == pytest.approx(speedup)
+    assert run.plan.bf16_speedup == pytest.approx(speedup)
     assert run.train_config.precision == chosen
-    # The thread count that runs the chosen precision fastest.
-    assert fit.threads == threads == (1 if chosen == "fp32" else 2)
+    # The thread count that runs the chosen precision fastest, applied by open_run.
+    assert run.plan.threads == threads == (1 if chosen == "fp32" else 2)
     run.train()
     saved = json.loads((tmp_path / "r" / "step-00000006" / "config.json").read_text())
     assert saved["training"]["precision"] == chosen
+    assert saved["plan"]["threads"] == threads and saved["plan"]["thread_candidates"] == [1, 2]
+    assert saved["plan"]["bf16_speedup"] == pytest.approx(speedup)
     assert all(p.dtype == torch.float32 for p in run.model.parameters())  # weights stay fp32
 
 
@@ -75,23 +80,24 @@ def test_precision_is_not_probed_when_asked_for_resumed_or_not_native(
 ) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:4000])
-    monkeypatch.setattr(fitting, "probe_steps", _no_probe)
-    monkeypatch.setattr(fitting, "native_bf16", lambda: True)
+    monkeypatch.setattr(plan, "probe_steps", _no_probe)
+    monkeypatch.setattr(plan, "native_bf16", lambda: True)
     for asked in ("fp32", "bf16"):
-        run = start_run(_request(corpus, tmp_path / asked, precision=asked), CPU)
-        assert run.fit_to_machine(threads=1).bf16_speedup is None
+        run = open_run(_request(corpus, tmp_path / asked, precision=asked), CPU, threads=1)
+        assert run.plan.bf16_speedup is None
         assert run.train_config.precision == asked
         run.train()
         run.lock.release()
     # A resumed run keeps the precision it was saved with.
-    resumed = resume_run(TrainRequest(resume=str(tmp_path / "bf16"), max_steps=8), CPU)
-    assert resumed.fit_to_machine(threads=1).bf16_speedup is None
+    req = TrainRequest.from_options(resume=str(tmp_path / "bf16"), max_steps=8)
+    resumed = open_run(req, CPU, threads=1)
+    assert resumed.plan.bf16_speedup is None
     assert resumed.train_config.precision == "bf16"
     resumed.lock.release()
     # No native bf16: fp32 without probing.
-    monkeypatch.setattr(fitting, "native_bf16", lambda: False)
-    run = start_run(_request(corpus, tmp_path / "plain"), CPU)
-    assert run.fit_to_machine(threads=1).bf16_speedup is None
+    monkeypatch.setattr(plan, "native_bf16", lambda: False)
+    run = open_run(_request(corpus, tmp_path / "plain"), CPU, threads=1)
+    assert run.plan.bf16_speedup is None
     assert run.train_config.precision == "fp32"
 
 
@@ -134,9 +140,9 @@ def test_load_watch_measures_threads_again_when_steps_slow_down(
         calls.append((list(threads), list(precisions)))
         return StepTimes({(1, "bf16"): 0.1, (2, "bf16"): 0.5})  # one thread is faster now
 
-    monkeypatch.setattr(fitting, "probe_steps", probe)
+    monkeypatch.setattr(loadwatch, "probe_steps", probe)
     model = CharRNN(ModelConfig(vocab_size=20, hidden=8, embed_dim=4))
-    watch = fitting.LoadWatch(model, 4, 16, [1, 2], "bf16", window=5)
+    watch = loadwatch.LoadWatch(model, 4, 16, [1, 2], "bf16", window=5)
     reports: list[str] = []
     watch.report = reports.append
     clock = {"t": 0.0, "step": 0}
@@ -170,17 +176,17 @@ def test_only_a_probed_thread_count_is_watched(
 ) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(small_text[:4000])
-    monkeypatch.setattr(fitting, "native_bf16", lambda: False)
+    monkeypatch.setattr(plan, "native_bf16", lambda: False)
     timed = {(1, "fp32"): 0.2, (2, "fp32"): 0.1}
-    monkeypatch.setattr(fitting, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
+    monkeypatch.setattr(plan, "probe_steps", lambda m, b, t, n, p: StepTimes(timed))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        probed = start_run(_request(corpus, tmp_path / "a"), CPU)
-        assert probed.fit_to_machine().threads == 2 and probed.load_watch is not None
+        probed = open_run(_request(corpus, tmp_path / "a"), CPU)
+        assert probed.plan.threads == 2 and len(probed._load_watch(None)) == 1
         probed.lock.release()
-        fixed = start_run(_request(corpus, tmp_path / "b"), CPU)
-        assert fixed.fit_to_machine(threads=2).threads is None and fixed.load_watch is None
+        fixed = open_run(_request(corpus, tmp_path / "b"), CPU, threads=2)
+        assert fixed.plan.threads is None and fixed._load_watch(None) == []
     finally:
         torch.set_num_threads(before)
 
@@ -247,34 +253,107 @@ def test_a_long_run_trains_the_larger_model_in_a_folder_named_after_it(
     assert (run / "step-00000044").is_dir()
 
 
+def _one_second_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every probe measures one second a step (the long-run model is timed by the probe)."""
+
+    def probe(model: object, b: int, t: int, threads: list[int], precisions: list[str]):  # type: ignore[no-untyped-def]
+        return StepTimes({(n, p): 1.0 for n in threads for p in precisions})
+
+    monkeypatch.setattr(plan, "probe_steps", probe)
+    monkeypatch.setattr(plan, "native_bf16", lambda: False)
+
+
 def test_the_default_model_stays_when_asked_for_or_when_the_larger_is_too_slow(
     tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corpus = tmp_path / "poems.txt"
     corpus.write_text(small_text[:6000])
     limits = dict(max_steps=40, batch_size=8, seq_len=16, root=str(tmp_path / "ck"))
+    _one_second_steps(monkeypatch)
+
+    def start(**asked: object):  # type: ignore[no-untyped-def]
+        req = TrainRequest.from_options(sources=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
+        return open_run(req, CPU, threads=1)
+
     _long_run_model_for_tests(monkeypatch, steps=41)  # more steps than the run makes
-    run = start_run(TrainRequest(corpus=(str(corpus),), **limits), CPU)  # type: ignore[arg-type]
-    assert fitting.fit_model_to_length(run, 1.0) is None
+    run = start()
     assert run.model.config.cell == "gru" and run.run_dir.name == "poems-gru"
+    assert run.plan.notes == ()
     run.lock.release()
     _long_run_model_for_tests(monkeypatch, steps=30)
     for asked in (dict(hidden=128), dict(dropout=0.1), dict(cell="gru")):
-        req = TrainRequest(corpus=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
-        run = start_run(req, CPU)
-        assert fitting.fit_model_to_length(run, 1.0) is None, asked
-        assert run.model.config.cell == "gru"
+        run = start(**asked)
+        assert run.model.config.cell == "gru" and run.plan.notes == (), asked
         run.lock.release()
-    run = start_run(TrainRequest(corpus=(str(corpus),), **limits), CPU)  # type: ignore[arg-type]
-    assert fitting.fit_model_to_length(run, 1.0) is not None
+    run = start()
+    assert run.plan.notes and "a larger LSTM" in run.plan.notes[0]
     assert run.model.config.cell == "lstm" and run.run_dir.name == "poems-lstm"
     assert run.train_config.weight_decay == defaults.LONG_MODEL_WEIGHT_DECAY
     trained = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
-    assert trained == {id(p) for p in run.model.parameters()}  # the optimizer has the new model
+    assert trained == {id(p) for p in run.model.parameters()}  # the optimizer has the model
     assert run.optimizer.param_groups[0]["weight_decay"] == defaults.LONG_MODEL_WEIGHT_DECAY
+    # Built once, from the run's seed: the weights a run asking for this LSTM starts from.
+    torch.manual_seed(run.train_config.seed)
+    fresh = CharRNN(run.model.config).parameters()
+    assert all(torch.equal(a, b) for a, b in zip(fresh, run.model.parameters(), strict=True))
     run.lock.release()
     # A weight decay asked for is kept.
-    req = TrainRequest(corpus=(str(corpus),), weight_decay=0.05, **limits)  # type: ignore[arg-type]
-    run = start_run(req, CPU)
-    assert fitting.fit_model_to_length(run, 1.0) is not None
+    run = start(weight_decay=0.05)
+    assert run.model.config.cell == "lstm"
     assert run.train_config.weight_decay == run.optimizer.param_groups[0]["weight_decay"] == 0.05
+
+
+def test_planning_changes_nothing(tmp_path: Path, small_text: str) -> None:
+    """A plan is a value: the random generator and the thread count are as they were."""
+    from charrnn.run.corpus import read_sources
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:4000])
+    req = _request(corpus, tmp_path / "r")
+    work = tmp_path / "work"
+    work.mkdir()
+    read = read_sources(req.corpus, work)
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    first = plan.plan_new_run(req, read, CPU, SINGLE)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert plan.plan_new_run(req, read, CPU, SINGLE).model == first.model
+    assert plan.Plan.from_dict(json.loads(json.dumps(first.to_dict()))) == replace(first, name=None)
+
+
+def test_long_runs_get_dropout(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    monkeypatch.setattr(plan, "native_bf16", lambda: False)
+    monkeypatch.setattr(defaults, "dropout", lambda n: 0.0)  # the size rule would give more
+    # 8 streams x 16 = 128 tokens a step; the limit is 10 s of training.
+    req = _request(corpus, tmp_path / "r", dropout=None, max_steps=None, max_time=10.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        slow = {(1, "fp32"): 1.0, (2, "fp32"): 2.0}  # under a pass: nothing changes
+        monkeypatch.setattr(plan, "probe_steps", lambda m, b, t, n, p: StepTimes(slow))
+        run = open_run(req, CPU)
+        assert run.model.config.dropout == 0.0 and run.plan.notes == ()
+        run.lock.release()
+        fast = {(1, "fp32"): 0.01, (2, "fp32"): 0.02}  # dozens of passes
+        monkeypatch.setattr(plan, "probe_steps", lambda m, b, t, n, p: StepTimes(fast))
+        torch.set_num_threads(2)  # the first run applied its choice: one thread
+        run = open_run(replace(req, out=str(tmp_path / "r2")), CPU)
+    finally:
+        torch.set_num_threads(before)
+    assert "passes over the corpus expected: dropout" in run.plan.notes[0]
+    assert run.config_json({})["model"]["dropout"] == defaults.LONG_RUN_DROPOUT
+    assert run.model.rnn.dropout == defaults.LONG_RUN_DROPOUT
+    run.model.train()
+    x = torch.randint(0, len(run.vocab), (2, 12))
+    assert not torch.equal(run.model(x)[0], run.model(x)[0])  # dropout is live
+
+
+def test_expected_epochs() -> None:
+    tc = TrainConfig(batch_size=8, seq_len=16, max_time=10.0)
+    n = 5000
+    assert defaults.expected_epochs(tc, n, float("inf")) is None  # a time limit, no step time
+    assert defaults.expected_epochs(tc, n, 10.0 * 0.95 / 84) == pytest.approx(84 * 128 / n)
+    assert defaults.expected_epochs(replace(tc, max_epochs=2.0), n, 1e-6) == 2.0  # the nearest
