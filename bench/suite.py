@@ -11,8 +11,9 @@ them on the same validation file, in nats/char (mean cross-entropy over every va
 character, state carried through the whole text; see ../shared/BENCHMARKS.md):
 
 * charrnn with its defaults, in a child process: ``python -m charrnn train TRAIN --val VAL
-  --max-time BUDGETs --out RUN`` plus ``--extra`` (its start line gives the threads and
-  precision it chose: the table's last column); then its best checkpoint scored by
+  --max-time BUDGETs --out RUN`` plus ``--extra`` (its latest checkpoint's config.json gives
+  the model, threads and precision it chose: the table's last column); then its best
+  checkpoint scored by
   ``python -m charrnn eval-perplexity VAL -c RUN --exact --json``;
 * the yardstick, ../shared/bench/plain_loop.py, run unchanged from where it is: ``python
   plain_loop.py gru 2 256 64 64 0.005 BUDGET TRAIN VAL``; its last line gives ``val_nats=``.
@@ -43,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,7 +77,7 @@ class Row:
     charrnn_wall: float  # seconds of the training process (charrnn: startup + train + eval)
     plain_wall: float
     first: str  # "charrnn" or "plain": which ran first
-    setup: str = ""  # charrnn's model, threads and precision, from its start line
+    setup: str = ""  # charrnn's model, threads and precision, from config.json
 
     @property
     def diff(self) -> float:
@@ -247,17 +249,32 @@ def run_child(cmd: list[str], cwd: Path) -> tuple[str, float, str]:
     return p.stdout, wall, p.stderr
 
 
-def setup_of(start_line: str) -> str:
-    """The model, threads and precision charrnn chose, from its start line (``training LSTM
-    2x512 (...) ... device cpu, 2 threads (...), bf16 autocast (bf16 at 1.41x ...); stops at
-    ...``): ``LSTM 2x512, 2 threads, bf16 (1.41x fp32)``; empty without a device part."""
-    m = re.search(r"device [^,;]+, (.*?); stops at", start_line)
-    if not m:
-        return ""
-    text = re.sub(r" \(the faster of [^)]*\)", "", m.group(1))
-    text = re.sub(r" autocast \(bf16 at ([\d.]+x) the speed of fp32 here\)", r" (\1 fp32)", text)
-    model = re.match(r"(?:training|resuming) (\w+ \d+x\d+) ", start_line)
-    return f"{model.group(1)}, {text}" if model else text
+def steps_of(config: dict[str, Any]) -> int:
+    """The steps a checkpoint was trained for, from its config.json."""
+    return int(config["metrics"]["step"])
+
+
+def setup_of(config: dict[str, Any]) -> str:
+    """The model, threads and precision charrnn chose, from a checkpoint's config.json (its
+    ``model``, ``training`` and the run's ``plan``): ``LSTM 2x512, 2 threads, bf16 (1.41x
+    fp32)``, or ``GRU 2x256, 1 thread, fp32 (bf16 0.71x)`` where bf16 was measured slower."""
+    model, plan = config.get("model") or {}, config.get("plan") or {}
+    parts = []
+    if model:
+        parts.append(f"{str(model['cell']).upper()} {model['layers']}x{model['hidden']}")
+    threads = plan.get("threads")
+    if threads is not None:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    precision = (config.get("training") or {}).get("precision")
+    speedup = plan.get("bf16_speedup")
+    if precision:
+        if speedup is None:
+            parts.append(precision)
+        elif precision == "bf16":
+            parts.append(f"bf16 ({speedup:.2f}x fp32)")
+        else:
+            parts.append(f"{precision} (bf16 {speedup:.2f}x)")
+    return ", ".join(parts)
 
 
 def run_charrnn(
@@ -269,14 +286,14 @@ def run_charrnn(
     py = [sys.executable, "-m", "charrnn"]
     run = tmp / "run"
     limit = ["--max-time", f"{budget:g}s", "--out", str(run)]
-    _, wall, err = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
+    _, wall, _ = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
     out, _, _ = run_child(
         [*py, "eval-perplexity", str(val), "-c", str(run), "--exact", "--json"], cwd=tmp
     )
     nats = float(json.loads(out)["files"][0]["nats_per_char"])
     latest = run / (run / "latest").read_text().strip()
-    steps = int(json.loads((latest / "config.json").read_text())["metrics"]["step"])
-    return nats, steps, wall, setup_of(err.splitlines()[0] if err else "")
+    config = json.loads((latest / "config.json").read_text())
+    return nats, steps_of(config), wall, setup_of(config)
 
 
 def run_plain(

@@ -4,6 +4,7 @@ against the shared corpora and the plain loop where they exist (CI has no ../sha
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -70,16 +71,26 @@ def test_budgets_goals_and_plan() -> None:
     assert args.extra == ["-q", "x"]
 
 
-def test_setup_comes_from_the_start_line() -> None:
-    line = (
-        "training GRU 2x256 (663,234 parameters) on 1,003,854 characters, vocabulary 66; batch "
-        "128x32, lr 0.008, device cpu, 2 threads (the faster of 1 and 2 here), bf16 autocast "
-        "(bf16 at 1.39x the speed of fp32 here); stops at time 1m"
-    )
-    assert suite.setup_of(line) == "GRU 2x256, 2 threads, bf16 (1.39x fp32)"
-    assert suite.setup_of(line.replace("GRU 2x256", "LSTM 2x512")).startswith("LSTM 2x512, ")
-    assert suite.setup_of("device cpu, fp32; stops at 3 steps") == "fp32"
-    assert suite.setup_of("error: no such file") == ""
+def test_setup_comes_from_the_saved_plan(trained_run: Path) -> None:
+    """From a real checkpoint's config.json (the plan it saved), then from edited copies."""
+    latest = trained_run / (trained_run / "latest").read_text().strip()
+    config = json.loads((latest / "config.json").read_text())
+    model, plan = config["model"], config["plan"]
+    setup = suite.setup_of(config)
+    assert setup.startswith(f"{model['cell'].upper()} {model['layers']}x{model['hidden']}")
+    assert config["training"]["precision"] in setup
+    assert suite.steps_of(config) == config["metrics"]["step"] > 0
+    chosen = {
+        **config,
+        "model": {**model, "cell": "lstm", "layers": 2, "hidden": 512},
+        "training": {**config["training"], "precision": "bf16"},
+        "plan": {**plan, "threads": 2, "bf16_speedup": 1.391},
+    }
+    assert suite.setup_of(chosen) == "LSTM 2x512, 2 threads, bf16 (1.39x fp32)"
+    chosen["training"]["precision"], chosen["plan"]["threads"] = "fp32", 1
+    chosen["plan"]["bf16_speedup"] = 0.71
+    assert suite.setup_of(chosen) == "LSTM 2x512, 1 thread, fp32 (bf16 0.71x)"
+    assert suite.setup_of({}) == ""
 
 
 def test_table_gives_the_difference_and_the_goal() -> None:

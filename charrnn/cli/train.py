@@ -1,4 +1,5 @@
-"""``charrnn train``: options -> TrainRequest -> runs.start_run/resume_run, with a live view."""
+"""``charrnn train``: options -> :class:`~charrnn.run.request.TrainRequest` ->
+:func:`charrnn.run.start.open_run` -> ``Run.train``, with the live view of :mod:`.view`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import shlex
 import signal
 import sys
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -43,7 +44,6 @@ from .common import (
 if TYPE_CHECKING:
     import torch
 
-    from ..run.plan import Plan
     from ..run.request import TrainRequest
     from ..training import distributed
 
@@ -312,20 +312,6 @@ def train_command(
         distributed.teardown(d)
 
 
-def _where(dev: torch.device, d: distributed.Dist, plan: Plan) -> str:
-    """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here),
-    bf16 autocast (1.5x the speed of fp32 here)``."""
-    where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
-    if plan.threads is not None:
-        n, most = plan.threads, max(plan.thread_candidates)
-        where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {most} here)"
-    precision = plan.training.precision
-    where += ", fp32" if precision == "fp32" else f", {precision} autocast"
-    if plan.bf16_speedup is not None:
-        where += f" (bf16 at {plan.bf16_speedup:.2f}x the speed of fp32 here)"
-    return where
-
-
 def _train(
     req: TrainRequest,
     dev: torch.device,
@@ -335,7 +321,7 @@ def _train(
     threads: int | None,
 ) -> None:
     from ..run.start import open_run
-    from .view import Reporter
+    from .view import Reporter, header, where
 
     run = open_run(req, dev, d, threads)
     quiet = quiet or not d.is_main  # only rank 0 talks
@@ -344,14 +330,47 @@ def _train(
         sample_every = 1 if live else 0
     reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
     if not quiet:
-        reporter.header(_where(dev, d, run.plan))
+        header(run, where(dev, d, run.plan))
 
-    stop: dict[str, int | None] = {"signal": None}
+    with _StopOnSignals() as stop:
+        try:
+            state = run.train(
+                callbacks=[] if quiet else [reporter],
+                should_stop=stop.asked,
+                on_note=None if quiet else reporter.note,
+            )
+        finally:
+            if reporter.progress is not None:
+                reporter.progress.stop()
+    if d.is_main:
+        reporter.summary(state, "interrupted" if stop.signal is not None else run.stop_reason)
+    from ..training import distributed
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop["signal"] is not None and signum == signal.SIGINT:
+    distributed.barrier(d)  # every rank done before the process group goes away
+    if stop.signal is not None:
+        if d.is_main:
+            err.print(
+                f"resume with: charrnn train --resume {shlex.quote(str(run.run_dir))}", markup=False
+            )
+        sys.stderr.flush()
+        raise typer.Exit(128 + stop.signal)
+
+
+class _StopOnSignals:
+    """While training: the first Ctrl-C (SIGINT) or SIGTERM asks the run to stop after the
+    step and save; a second Ctrl-C aborts (KeyboardInterrupt). ``signal`` is the one received."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def asked(self) -> bool:
+        return self.signal is not None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        stop["signal"] = signum
+        self.signal = signum
         if signum == signal.SIGINT:
             why, abort = "interrupted", "Ctrl-C again to abort"
         else:
@@ -360,28 +379,11 @@ def _train(
             f"{why}: stopping after this step and saving a checkpoint ({abort})", markup=False
         )
 
-    old_int = signal.signal(signal.SIGINT, on_signal)
-    old_term = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        state = run.train(
-            callbacks=[] if quiet else [reporter],
-            should_stop=lambda: stop["signal"] is not None,
-            on_note=None if quiet else reporter.note,
-        )
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-        if reporter.progress is not None:
-            reporter.progress.stop()
-    if d.is_main:
-        reporter.summary(state, "interrupted" if stop["signal"] is not None else run.stop_reason)
-    from ..training import distributed
+    def __enter__(self) -> _StopOnSignals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._old[signum] = signal.signal(signum, self._on_signal)
+        return self
 
-    distributed.barrier(d)  # every rank done before the process group goes away
-    if stop["signal"] is not None:
-        if d.is_main:
-            err.print(
-                f"resume with: charrnn train --resume {shlex.quote(str(run.run_dir))}", markup=False
-            )
-        sys.stderr.flush()
-        raise typer.Exit(130 if stop["signal"] == signal.SIGINT else 143)
+    def __exit__(self, *exc: object) -> None:
+        for signum, old in self._old.items():
+            signal.signal(signum, old)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shlex
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -23,6 +23,12 @@ from ..training.events import Evaluated, Event, Finished, Skipped, Started, Step
 from ..units import best_bits_per_char, bits
 from .common import err, format_duration
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..run.plan import Plan
+    from ..training.distributed import Dist
+
 PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
 PREVIEW_CHARS = 240  # characters per sample preview
 PREVIEW_LINES = 6  # at most this many lines of it are shown
@@ -31,6 +37,47 @@ PREVIEW_WIDTH = 100  # and each is cut to this many characters
 
 def _k(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def where(dev: torch.device, d: Dist, plan: Plan) -> str:
+    """The device part of the start line, e.g. ``cpu, 2 threads (the faster of 1 and 2 here),
+    bf16 autocast (1.5x the speed of fp32 here)``."""
+    where = f"{d.world_size} processes, {dev.type}" if d.enabled else str(dev)
+    if plan.threads is not None:
+        n, most = plan.threads, max(plan.thread_candidates)
+        where += f", {n} thread{'s' if n > 1 else ''} (the faster of 1 and {most} here)"
+    precision = plan.training.precision
+    where += ", fp32" if precision == "fp32" else f", {precision} autocast"
+    if plan.bf16_speedup is not None:
+        where += f" (bf16 at {plan.bf16_speedup:.2f}x the speed of fp32 here)"
+    return where
+
+
+def header(r: Run, device: str) -> None:
+    """The lines before training: what trains on what, until when, and where it is saved."""
+    mc = r.model.config
+    tc = r.train_config
+    limits = []
+    if tc.max_time:
+        limits.append(f"time {format_duration(tc.max_time)}")
+    if tc.max_steps:
+        limits.append(f"{tc.max_steps} step{'s' if tc.max_steps != 1 else ''}")
+    if tc.max_epochs:
+        limits.append(f"{tc.max_epochs:g} epochs")
+    verb = "resuming" if r.resumed else "training"
+    err.print(
+        f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
+        f"parameters) on {r.corpus.train_text_chars:,} characters, vocabulary "
+        f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
+        f"device {device}; stops at {' or '.join(limits)}",
+        markup=False,
+    )
+    err.print(f"run folder: {r.run_dir}", markup=False)
+    if r.init_from and not r.resumed:
+        origin = f"{r.init_from['run']}/{r.init_from['checkpoint']}"
+        err.print(f"starts from: {origin} (step {r.init_from['step']})", markup=False)
+    for n in r.notices:
+        err.print(f"note: {n}", markup=False)
 
 
 class Reporter:
@@ -51,32 +98,6 @@ class Reporter:
         self.first: tuple[float, float] | None = None  # (session seconds, progress) at step 1
         self.last_step: Stepped | None = None
         self.t0 = time.perf_counter()
-
-    def header(self, device: str) -> None:
-        r = self.run
-        mc = r.model.config
-        tc = r.train_config
-        limits = []
-        if tc.max_time:
-            limits.append(f"time {format_duration(tc.max_time)}")
-        if tc.max_steps:
-            limits.append(f"{tc.max_steps} step{'s' if tc.max_steps != 1 else ''}")
-        if tc.max_epochs:
-            limits.append(f"{tc.max_epochs:g} epochs")
-        verb = "resuming" if r.resumed else "training"
-        err.print(
-            f"{verb} {mc.cell.upper()} {mc.layers}x{mc.hidden} ({r.model.num_parameters():,} "
-            f"parameters) on {r.corpus.train_text_chars:,} characters, vocabulary "
-            f"{len(r.vocab)}; batch {tc.batch_size}x{tc.seq_len}, lr {tc.lr:g}, "
-            f"device {device}; stops at {' or '.join(limits)}",
-            markup=False,
-        )
-        err.print(f"run folder: {r.run_dir}", markup=False)
-        if r.init_from and not r.resumed:
-            origin = f"{r.init_from['run']}/{r.init_from['checkpoint']}"
-            err.print(f"starts from: {origin} (step {r.init_from['step']})", markup=False)
-        for n in r.notices:
-            err.print(f"note: {n}", markup=False)
 
     # -- what to show ----------------------------------------------------------------------
 
@@ -203,7 +224,7 @@ class Reporter:
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
     def note(self, text: str) -> None:
-        """A notice during training, e.g. from :class:`charrnn.run.fitting.LoadWatch`."""
+        """A notice during training, e.g. from :class:`charrnn.run.loadwatch.LoadWatch`."""
         self._log(f"note: {text}")
 
     def _log(self, line: str) -> None:

@@ -15,10 +15,8 @@ and a later ``--resume``, can read it again. Resuming reopens the token cache wh
 
 from __future__ import annotations
 
-import hashlib
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import torch
 from ..errors import CorpusError
 from ..store.atomic import atomic_file, copy_stream_atomic
 from ..text.reading import STDIN, Encoder, iter_text, read_text
+from ..text.streams import at_line_ends, control_count, count_chars, split_chunks, text_stats
 from ..text.tokenizers import Tokenizer, tokenizer_info, train_subword
 from ..text.vocab import Vocab, show_chars
 from .request import CorpusSpec
@@ -36,7 +35,6 @@ from .request import CorpusSpec
 STDIN_COPY = "corpus-stdin.txt"
 TOKENS_TRAIN = "tokens-train.bin"
 TOKENS_VAL = "tokens-val.bin"
-_CONTROL_OK = {"\n", "\t", "\r", "\f"}
 
 
 @dataclass
@@ -83,66 +81,6 @@ def iter_corpus(
             yield "\n"
 
 
-@dataclass(frozen=True)
-class TextStats:
-    chars: int
-    sha256: str
-
-
-def text_stats(chunks: Iterable[str]) -> TextStats:
-    """Length in characters and sha256 of the UTF-8 encoding of a chunked text."""
-    h = hashlib.sha256()
-    n = 0
-    for chunk in chunks:
-        n += len(chunk)
-        h.update(chunk.encode("utf-8"))
-    return TextStats(n, h.hexdigest())
-
-
-def split_chunks(chunks: Iterable[str], cut: int) -> Iterator[tuple[str, str]]:
-    """(part before ``cut``, part from ``cut`` on) for each chunk of a text."""
-    pos = 0
-    for chunk in chunks:
-        end = pos + len(chunk)
-        if end <= cut:
-            yield chunk, ""
-        elif pos >= cut:
-            yield "", chunk
-        else:
-            yield chunk[: cut - pos], chunk[cut - pos :]
-        pos = end
-
-
-def count_chars(chunks: Iterable[str]) -> Counter[str]:
-    counter: Counter[str] = Counter()
-    for chunk in chunks:
-        counter.update(chunk)
-    return counter
-
-
-def at_line_ends(parts: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """Regroup (train, val) chunks so that each ends after a newline where it can, for
-    tokenizers whose output depends on where a chunk is cut (words stay whole)."""
-    carry = ["", ""]
-    for pair in parts:
-        out = []
-        for j in (0, 1):
-            text = carry[j] + pair[j]
-            cut = text.rfind("\n") + 1
-            if cut == 0 and len(text) < (1 << 22):
-                out.append("")
-                carry[j] = text
-            else:
-                cut = cut or len(text)
-                out.append(text[:cut])
-                carry[j] = text[cut:]
-        if carry[0] and pair[1]:  # the training part has ended: flush what it holds
-            out[0] += carry[0]
-            carry[0] = ""
-        yield out[0], out[1]
-    yield carry[0], carry[1]
-
-
 def token_dtype(vocab_size: int) -> np.dtype[Any]:
     """Smallest integer type the token file needs (torch reads uint8, int16 and int32)."""
     if vocab_size <= 256:
@@ -180,16 +118,6 @@ def encode_to_files(
             f"{train_path.parent}: cannot write the token cache ({e.strerror or e})"
         ) from None
     return n_train, n_val, unknown
-
-
-def _is_bad_control(ch: str) -> bool:
-    o = ord(ch)
-    return (o < 32 or 0x7F <= o < 0xA0) and ch not in _CONTROL_OK
-
-
-def control_count(counts: Mapping[str, int]) -> int:
-    """How many NUL or other control characters (besides newline, tab, CR, FF) were counted."""
-    return sum(n for ch, n in counts.items() if _is_bad_control(ch))
 
 
 def fingerprint(path: str | Path) -> list[int]:

@@ -29,7 +29,7 @@ import torch
 from ..errors import CharRNNError, OptionError
 from ..model.config import ModelConfig
 from ..model.rnn import CharRNN
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, precision_problem
 from ..training.distributed import Dist
 from . import defaults
 from .corpus import Corpus
@@ -150,8 +150,9 @@ def resumed_train_config(req: TrainRequest, saved: dict[str, Any]) -> TrainConfi
 def check_device(req: TrainRequest, device: torch.device) -> None:
     """Refuse what the device cannot do (CharRNNError: the option is valid, the machine lacks
     what it needs)."""
-    if req.precision == "fp16" and device.type != "cuda":
-        raise CharRNNError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+    problem = precision_problem(req.precision, device.type)
+    if problem:
+        raise CharRNNError(problem)
 
 
 # ----------------------------------------------------------------------------- plans

@@ -18,6 +18,15 @@ SCHEDULES = ("cosine", "plateau", "constant")  # TrainConfig.schedule
 PRECISIONS = ("fp32", "bf16", "fp16")  # TrainConfig.precision: the autocast dtype
 
 
+def precision_problem(precision: str | None, device_type: str) -> str | None:
+    """Why ``precision`` cannot train on a device of ``device_type`` ("cpu", "cuda", ...), or
+    None: fp16 needs CUDA (its gradient scaler is CUDA's). The one home of the rule, read by
+    the run plan (before anything is made) and by the training step."""
+    if precision == "fp16" and device_type != "cuda":
+        return "--precision fp16 needs a CUDA device; use bf16 on a CPU"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 64

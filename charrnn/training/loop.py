@@ -26,7 +26,7 @@ from ..model.rnn import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hid
 from ..units import Score, nats_per_char
 from . import schedule
 from .batches import batchify, num_windows, window
-from .config import TrainConfig, TrainerState
+from .config import TrainConfig, TrainerState, precision_problem
 from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
 from .events import Callback, Evaluated, Event, Finished, Skipped, Started, Stepped
 
@@ -121,8 +121,8 @@ class Trainer:
         out_of_time = c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time
         flags = [float(out_of_time), float(self.should_stop()), self.progress(session_elapsed)]
         out_of_time_any, stop_any, progress = agree(self.dist, flags, self.device)
-        epochs = s.epoch + s.window / self.steps_per_epoch
-        return schedule.stop_reason(c, s, epochs, bool(out_of_time_any), bool(stop_any)), progress
+        reason = schedule.stop_reason(c, s, self._epochs(), bool(out_of_time_any), bool(stop_any))
+        return reason, progress
 
     def global_state(self) -> TrainerState:
         """The state with every process's share of the carried hidden state (collective)."""
@@ -148,20 +148,12 @@ class Trainer:
         self._eval_total += self._eval_seconds
         s = self.state
         is_best = schedule.record_validation(self.config, s, res.nats_per_token)
-        best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
-        self._emit(
-            Evaluated(
-                s.step,
-                s.epoch + s.window / self.steps_per_epoch,
-                res,
-                s.train_loss,
-                is_best,
-                final,
-                None if s.train_loss is None else nats_per_char(s.train_loss, self.chars_per_token),
-                best,
-            )
-        )
+        self._emit(_evaluated(s, self._epochs(), res, is_best, final, self.chars_per_token))
         return res
+
+    def _epochs(self) -> float:
+        """Epochs done, fractional."""
+        return self.state.epoch + self.state.window / self.steps_per_epoch
 
     def _eval_due(self, session_elapsed: float) -> bool:
         """Whether the step just taken ends with a periodic evaluation."""
@@ -200,33 +192,16 @@ class Trainer:
         self._last_time = now
         self._rate.add(now, tokens)
         elapsed = now - self._session_start
-        self._emit(
-            Stepped(
-                s.step,
-                s.epoch + s.window / self.steps_per_epoch,
-                s.train_loss,
-                lr,
-                self._rate.per_second(now),
-                elapsed,
-                self.progress(elapsed),
-                nats_per_char(s.train_loss, self.chars_per_token),
-            )
-        )
+        per_char = nats_per_char(s.train_loss, self.chars_per_token)
+        rate, done = self._rate.per_second(now), self.progress(elapsed)
+        self._emit(Stepped(s.step, self._epochs(), s.train_loss, lr, rate, elapsed, done, per_char))
 
     def run(self) -> TrainerState:
         """Train until a limit of the config or ``should_stop()``; a last validation follows
         unless stopped. Raises :class:`TrainingError` when training diverges."""
         c, s = self.config, self.state
-        self._emit(
-            Started(
-                s.step,
-                self.steps_per_epoch,
-                self.data.size(0),
-                c.seq_len,
-                self.model.num_parameters(),
-                self.resumed,
-            )
-        )
+        size, rows_, n_params = self.steps_per_epoch, self.data.size(0), self.model.num_parameters()
+        self._emit(Started(s.step, size, rows_, c.seq_len, n_params, self.resumed))
         self.model.train()
         self._session_start = time.perf_counter()
         self._nonfinite, self._recent, self._rate = 0, _RunningMean(), _Rate(self._session_start)
@@ -263,6 +238,15 @@ class Trainer:
         return s
 
 
+def _evaluated(
+    s: TrainerState, epochs: float, res: Score, is_best: bool, final: bool, chars_per_token: float
+) -> Evaluated:
+    """The event of a validation just recorded in ``s``."""
+    best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
+    train = None if s.train_loss is None else nats_per_char(s.train_loss, chars_per_token)
+    return Evaluated(s.step, epochs, res, s.train_loss, is_best, final, train, best)
+
+
 class WindowStep:
     """One optimizer step on one window (truncated BPTT): forward from the carried state under
     autocast, loss, backward, gradient-norm clipping, AdamW update. Wraps the model in DDP when
@@ -288,8 +272,9 @@ class WindowStep:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.scaler: torch.amp.GradScaler | None = None
         if config.precision == "fp16":
-            if self.device.type != "cuda":
-                raise TrainingError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+            problem = precision_problem(config.precision, self.device.type)
+            if problem:
+                raise TrainingError(problem)
             self.scaler = torch.amp.GradScaler("cuda")
             if grad_scale:
                 self.scaler.load_state_dict(grad_scale)
