@@ -16,7 +16,7 @@ from charrnn.run.request import TrainRequest
 from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 
-from .test_cli import run_cli
+from .conftest import run_cli
 
 ARGS = [
     "--hidden",
@@ -78,6 +78,26 @@ def test_two_gloo_processes_follow_the_single_process_run(tmp_path: Path, small_
     r = run_cli(["train", "--resume", "ddp", "--max-steps", "15"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert ck.read_pointer(tmp_path / "ddp", ck.LATEST) == "step-00000015"
+    # ... and resumes under torchrun again, as the single-process run resumes in one process.
+    r = subprocess.run(
+        [*torchrun, "train", "--resume", "ddp", "--max-steps", "18"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli(["train", "--resume", "single", "--max-steps", "15"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["train", "--resume", "single", "--max-steps", "18"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    a = ck.resolve_checkpoint(tmp_path / "ddp")
+    b = ck.resolve_checkpoint(tmp_path / "single")
+    assert a.name == b.name == "step-00000018"
+    wa, wb = load_file(str(a / ck.MODEL)), load_file(str(b / ck.MODEL))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.slow

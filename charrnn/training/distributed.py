@@ -82,6 +82,8 @@ def broadcast_text(d: Dist, text: str | None, device: torch.device) -> str:
     data = (text or "").encode("utf-8") if d.is_main else b""
     size = torch.tensor([len(data)], dtype=torch.long, device=device)
     dist.broadcast(size, 0)
+    if int(size.item()) == 0:  # every rank knows: nothing more to send (torch.frombuffer
+        return ""  # refuses an empty buffer)
     buf = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
     if d.is_main:
         buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
