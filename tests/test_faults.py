@@ -25,7 +25,7 @@ from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
 from charrnn.text.vocab import Vocab
 
-from .test_cli import CHARRNN, run_cli
+from .conftest import CHARRNN, run_cli
 
 runner = CliRunner()
 TINY = ["--hidden", "32", "--layers", "1", "--embed-dim", "8", "--batch-size", "8"]
@@ -101,6 +101,41 @@ def test_signal_saves_checkpoint_then_resume_continues(
     r = run_cli(["train", "--resume", "run", "--max-steps", str(step + 3)], tmp_path)
     assert r.returncode == 0, r.stderr
     assert ck.read_pointer(run, ck.LATEST) == ck.checkpoint_name(step + 3)
+
+
+def test_an_unvalidated_checkpoint_never_stays_best_over_a_later_one(
+    tmp_path: Path, small_text: str
+) -> None:
+    """Sessions stopped before any validation (Ctrl-C): "best" follows "latest" until the
+    run's first validation, then names the best validated checkpoint."""
+    _write(tmp_path / "c.txt", small_text[:20000])
+    run_dir = tmp_path / "run"
+
+    def stop_after(n: int):  # type: ignore[no-untyped-def]
+        calls = iter(range(10**6))
+        return lambda: next(calls) >= n
+
+    tiny = dict(hidden=16, layers=1, embed_dim=8, batch_size=8, seq_len=16, precision="fp32")
+    req = TrainRequest.from_options(
+        sources=(str(tmp_path / "c.txt"),), out=str(run_dir), eval_every=10**6, **tiny
+    )
+    steps = []
+    for session in range(2):
+        if session:
+            req = TrainRequest.from_options(resume=str(run_dir), max_time=600.0)
+        state = open_run(req, torch.device("cpu")).train(should_stop=stop_after(3))
+        steps.append(state.step)
+        assert state.best_step is None  # never validated
+        latest = ck.read_pointer(run_dir, ck.LATEST)
+        assert latest == ck.checkpoint_name(state.step)
+        assert ck.read_pointer(run_dir, ck.BEST) == latest  # not the first session's
+    assert steps[1] > steps[0] > 0
+    # A session that ends normally validates; best is then the validated checkpoint.
+    done = open_run(
+        TrainRequest.from_options(resume=str(run_dir), max_steps=steps[1] + 2), torch.device("cpu")
+    ).train()
+    assert done.best_step == steps[1] + 2
+    assert ck.read_pointer(run_dir, ck.BEST) == ck.checkpoint_name(steps[1] + 2)
 
 
 @pytest.mark.slow

@@ -130,7 +130,9 @@ class Run:
             {MODEL_FILE: self.vocab.proto} if isinstance(self.vocab, SubwordTokenizer) else None,
         )
         ck.set_pointer(self.run_dir, ck.LATEST, name)
-        if best or ck.read_pointer(self.run_dir, ck.BEST) is None:
+        if best or state.best_step is None:
+            # Until the run's first validation, "best" is the most trained checkpoint: one
+            # never validated must not stay best over a later one (an interrupted session).
             ck.set_pointer(self.run_dir, ck.BEST, name)
         ck.prune(self.run_dir)
         self.saved = (state.step, state.finished)
