@@ -14,9 +14,10 @@ import typer
 from typer.testing import CliRunner
 
 from charrnn.cli import app
+from charrnn.store import checkpoint as ck
 
 runner = CliRunner()
-COMMANDS = ["train", "sample", "eval-perplexity", "runs", "info", "plot"]
+COMMANDS = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def invoke(args: list[str], **kw: Any) -> Any:
@@ -412,3 +413,24 @@ def test_hints_quote_a_run_folder_for_the_shell(corpus: Path, tmp_path: Path) ->
     r = invoke(["train", str(corpus), "--out", str(out), "--threads", "1", *tiny])
     assert r.exit_code == 0, r.output
     assert f"sample with: charrnn sample -c '{out}'" in r.output
+
+
+def test_resume_of_a_folder_that_is_not_a_run_writes_nothing(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "corpora"
+    plain.mkdir()
+    (plain / "verses.txt").write_text("some text\n")
+    step = ck.resolve_checkpoint(trained_run)
+    cases = [
+        (plain, f"{plain}: not a run folder (no complete checkpoint in it)"),
+        (step, f"{step}: a checkpoint, not a run folder; resume its run: --resume"),
+        (tmp_path / "missing", "no such run folder to resume"),
+    ]
+    for folder, words in cases:
+        before = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+        r = invoke(["train", "--resume", str(folder), "--max-steps", "1"])
+        assert r.exit_code == 1 and words in r.output, r.output
+        assert r.output.count("\n") == 1
+        after = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+        assert after == before  # no .lock, nothing

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 from pathlib import Path
 
 import torch
@@ -153,6 +154,13 @@ def _resume(req: TrainRequest, device: torch.device, dist: Dist, threads: int | 
     run_dir = Path(req.resume)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder to resume")
+    if not ck.is_run_dir(run_dir):  # refused before the lock: a refusal writes nothing
+        if (run_dir / ck.CONFIG).is_file():
+            raise CheckpointError(
+                f"{run_dir}: a checkpoint, not a run folder; resume its run: --resume "
+                f"{shlex.quote(str(run_dir.parent))}"
+            )
+        raise CheckpointError(f"{run_dir}: not a run folder (no complete checkpoint in it)")
     lock = folder.lock_on_main(run_dir, dist, device)  # before anything is written
     try:
         if dist.is_main:
