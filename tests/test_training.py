@@ -224,3 +224,26 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
         TrainRequest.from_options(resume=str(tmp_path / "r"), max_steps=4, eval_every=3), CPU
     )
     assert (asked.train_config.eval_every, asked.train_config.eval_share) == (3, None)
+
+
+def test_a_time_budget_keeps_time_for_the_final_validation_and_ends_its_schedule() -> None:
+    """The budget holds (training stops when the time kept for the last validation is all that
+    is left) and the cosine reaches its floor where training stops, not short of it."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=20, hidden=32, layers=1, embed_dim=8))
+    cfg = TrainConfig(
+        batch_size=4, seq_len=8, lr=1e-2, warmup_steps=0, max_time=1.5, eval_every=10, seed=1
+    )
+    events: list[object] = []
+    train, val = torch.randint(0, 20, (20000,)), torch.randint(0, 20, (150000,))
+    trainer = Trainer(model, train, val, cfg, callbacks=[events.append])
+    trainer.run()
+    steps = [e for e in events if isinstance(e, Stepped)]
+    evals = [e for e in events if isinstance(e, Evaluated)]
+    assert len(evals) >= 2 and evals[-1].step == steps[-1].step  # the last state validated
+    last = steps[-1]
+    assert last.progress > 0.97, (last, trainer._eval_seconds)
+    assert last.lr <= cfg.lr * cfg.min_lr_ratio * 1.05  # the floor, within 5%
+    # where it stopped: the elapsed time plus the last validation's time fills the budget
+    eval_seconds = trainer._eval_seconds
+    assert last.elapsed + eval_seconds <= cfg.max_time + 0.5

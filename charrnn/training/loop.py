@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TrainingError
-from ..evaluation import evaluate_chunks
+from ..evaluation import DEFAULT_BURN_IN, evaluate_chunks
 from ..model.rnn import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 from ..units import Score, nats_per_char
 from . import schedule
@@ -96,6 +96,7 @@ class Trainer:
         self._session_p0 = schedule.session_start(self.state.progress, self.state.finished)
         self._session_start = 0.0
         self._eval_seconds = 0.0  # the last evaluation
+        self._eval_estimate: float | None = None  # of a validation's seconds, before one
         self._eval_total = 0.0  # every evaluation of this invocation
         self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
         self._recent = _RunningMean()  # of the latest training losses (nats/token)
@@ -103,10 +104,26 @@ class Trainer:
         self._rate = _Rate(0.0)
 
     def progress(self, session_elapsed: float) -> float:
-        """Fraction of the run done (see :func:`charrnn.training.schedule.progress`)."""
+        """Fraction of the run done (see :func:`charrnn.training.schedule.progress`), counting
+        the time kept for the final validation as spent: the schedule reaches its end when the
+        budget stops training."""
+        spent = session_elapsed + self._eval_reserve()
         return schedule.progress(
-            self.config, self.state, self.steps_per_epoch, session_elapsed, self._session_p0
+            self.config, self.state, self.steps_per_epoch, spent, self._session_p0
         )
+
+    def _eval_reserve(self) -> float:
+        """Seconds a time budget keeps for the final validation: the last validation's time,
+        or before one in this session an estimate from a short timed forward pass; at most a
+        quarter of the budget, so that training keeps the rest."""
+        c = self.config
+        if c.max_time is None or self.val_ids is None or self.val_ids.numel() < 2:
+            return 0.0
+        if self._eval_seconds:
+            return self._eval_seconds
+        if self._eval_estimate is None:
+            self._eval_estimate = _validation_seconds(self.model, self.val_ids.numel(), c)
+        return min(self._eval_estimate, 0.25 * c.max_time)
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -118,7 +135,9 @@ class Trainer:
         """Why to stop now (or None), and the schedule's progress; the same on every rank."""
         c, s = self.config, self.state
         # Keep time for the final evaluation inside the budget.
-        out_of_time = c.max_time is not None and session_elapsed + self._eval_seconds >= c.max_time
+        out_of_time = (
+            c.max_time is not None and session_elapsed + self._eval_reserve() >= c.max_time
+        )
         flags = [float(out_of_time), float(self.should_stop()), self.progress(session_elapsed)]
         out_of_time_any, stop_any, progress = agree(self.dist, flags, self.device)
         reason = schedule.stop_reason(c, s, self._epochs(), bool(out_of_time_any), bool(stop_any))
@@ -236,6 +255,24 @@ class Trainer:
             self.validate(final=True)
         self._emit(Finished(s.step, reason))
         return s
+
+
+def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
+    """About how long validating ``n_tokens`` tokens takes: one timed forward pass of the
+    validation's streams over a few positions, scaled to the protocol's positions (its tokens
+    per stream plus the burn-in), and a tenth more. No weights and no random state change."""
+    steps, was_training = 16, model.training
+    x = torch.zeros(c.eval_streams, steps, dtype=torch.long, device=next(model.parameters()).device)
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x[:, :2])  # warm-up
+            t0 = time.perf_counter()
+            model(x)
+            per_position = (time.perf_counter() - t0) / steps
+    finally:
+        model.train(was_training)
+    return 1.1 * per_position * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
 
 
 def _evaluated(
