@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from charrnn.evaluation import evaluate_chunks  # noqa: E402
 from charrnn.model.rnn import CharRNN, ModelConfig  # noqa: E402
 from charrnn.run.defaults import DEFAULT_BATCH, DEFAULT_SEQ_LEN  # noqa: E402
-from charrnn.sample.generate import SampleConfig, generate, generate_many  # noqa: E402
+from charrnn.sample.generate import generate, generate_many  # noqa: E402
+from charrnn.sample.policy import SampleConfig  # noqa: E402
 from charrnn.store import checkpoint as ck  # noqa: E402
 from charrnn.training.config import TrainConfig  # noqa: E402
 from charrnn.training.loop import Trainer  # noqa: E402

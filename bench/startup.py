@@ -54,9 +54,14 @@ GOALS = {  # the issue's goals, as ratios to the torch import (RSS in MB)
 THROUGHPUT = """
 import statistics, sys, time
 from charrnn.store import checkpoint as ck
-from charrnn.sample.generate import SampleConfig, generate
+from charrnn.sample.generate import generate
+try:
+    from charrnn.sample.policy import SampleConfig
+    from charrnn.sample.load import load_for_sampling as load
+except ImportError:  # an older tree
+    from charrnn.sample.generate import SampleConfig
+    load = getattr(ck, "load_for_sampling", None)
 n = int(sys.argv[1])
-load = getattr(ck, "load_for_sampling", None)
 for path in sys.argv[2:]:
     m = load(path, "cpu") if load else ck.load_model(path, "cpu")
     "".join(generate(m.model, m.vocab, "", SampleConfig(length=200, seed=0)))

@@ -135,11 +135,11 @@ def generate_stream(
     ``tokenizer="bpe"`` or ``"unigram"``). ``"".join(generate_stream(...))`` is
     ``generate(...)``.
     """
-    from .sample.generate import SampleConfig
     from .sample.generate import generate as _generate
+    from .sample.policy import SampleConfig
 
     loaded = _as_loaded(model)
-    cfg = SampleConfig(length, temperature, top_k, top_p, seed)
+    cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     return _generate(loaded.model, loaded.vocab, prime, cfg, stop=stop)
 
 

@@ -105,19 +105,7 @@ class Score:
 
 
 def best_bits_per_char(metrics: dict[str, Any]) -> float | None:
-    """Best validation bits/char from the ``metrics`` section of a checkpoint's config.json.
-
-    Checkpoints store it as ``best_val_bits_per_char``. Older ones stored only the best loss per
-    token (``best_val_loss``) beside the last validation per token and per character, which
-    gives the conversion for the same validation text.
-    """
+    """Best validation bits/char from the ``metrics`` section of a checkpoint's config.json
+    (``best_val_bits_per_char``; None before the run's first finite validation)."""
     stored = metrics.get("best_val_bits_per_char")
-    if isinstance(stored, int | float):
-        return float(stored)
-    best = metrics.get("best_val_loss")
-    if not isinstance(best, int | float):
-        return None
-    per_token, per_char = metrics.get("val_loss"), metrics.get("val_nats_per_char")
-    if isinstance(per_token, int | float) and isinstance(per_char, int | float) and per_token:
-        return bits(best * per_char / per_token)
-    return bits(best)
+    return float(stored) if isinstance(stored, int | float) else None

@@ -1,13 +1,21 @@
+"""Fixtures shared by the tests, and helpers they import (``from .conftest import ...``)."""
+
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSES = ROOT / "corpora" / "verses.txt"
+BIN = Path(sys.executable).parent / "charrnn"
+CHARRNN = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "charrnn"]  # the installed command
 
 # Test models are tiny: one thread is as fast, and immune to the slowdown that spinning OpenMP
 # threads suffer on a loaded machine. Subprocesses inherit the variable.
@@ -51,3 +59,46 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Pa
     run = open_run(req, torch.device("cpu"))
     run.train()
     return d / "run"
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory: pytest.TempPathFactory, trained_run: Path, small_text: str) -> Path:
+    """A folder with two runs, ``big`` (a copy of :func:`trained_run`) and ``small`` (a much
+    smaller one, 6 steps), and a folder ``not-a-run``."""
+    from charrnn.run.request import TrainRequest
+    from charrnn.run.start import open_run
+
+    root = tmp_path_factory.mktemp("runs")
+    shutil.copytree(trained_run, root / "big")
+    corpus = root / "tiny.txt"
+    corpus.write_text(small_text[:5000], encoding="utf-8")
+    req = TrainRequest.from_options(
+        sources=(str(corpus),),
+        hidden=8,
+        layers=1,
+        embed_dim=4,
+        batch_size=4,
+        seq_len=8,
+        max_steps=6,
+        eval_every=3,
+        out=str(root / "small"),
+    )
+    open_run(req, torch.device("cpu")).train()
+    (root / "not-a-run").mkdir()
+    return root
+
+
+def run_cli(args: list[str], cwd: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``charrnn ARGS`` in a subprocess in ``cwd``: an ASCII locale, no $CHARRNN_CHECKPOINTS."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
+    env.pop("CHARRNN_CHECKPOINTS", None)
+    return subprocess.run(
+        CHARRNN + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=300,
+        **kw,
+    )

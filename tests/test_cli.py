@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from charrnn.cli import app
 
+from .conftest import CHARRNN, run_cli
+
 runner = CliRunner()
-BIN = Path(sys.executable).parent / "charrnn"
-CHARRNN = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "charrnn"]
+COMMANDS = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return runner.invoke(app, args, input=input, env=env)
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "eval-perplexity", "runs", "info", "plot"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_examples(command: str) -> None:
     r = invoke([command, "--help"])
     assert r.exit_code == 0
@@ -150,21 +150,6 @@ def test_eval_exact_and_parallel_agree(trained_run: Path, verses_text: str, tmp_
 
 
 # ----------------------------------------------------------------------- end to end
-
-
-def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
-    env.pop("CHARRNN_CHECKPOINTS", None)
-    return subprocess.run(
-        CHARRNN + args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        timeout=300,
-        **kw,
-    )
 
 
 @pytest.mark.slow

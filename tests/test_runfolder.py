@@ -31,7 +31,7 @@ from charrnn.store.catalog import list_runs
 from charrnn.store.metrics import read_metrics
 from charrnn.training.distributed import Dist
 
-from .test_cli import CHARRNN, run_cli
+from .conftest import CHARRNN, run_cli
 
 CPU = torch.device("cpu")
 runner = CliRunner()

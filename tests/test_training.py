@@ -227,23 +227,24 @@ def test_resume_with_eval_every_follows_it(tmp_path: Path, small_text: str) -> N
 
 
 def test_a_time_budget_keeps_time_for_the_final_validation_and_ends_its_schedule() -> None:
-    """The budget holds (training stops when the time kept for the last validation is all that
-    is left) and the cosine reaches its floor where training stops, not short of it."""
+    """A session with no validation before its last one (a resume, a long --eval-every) keeps
+    time for it from the start: the budget holds, and the cosine ends at its floor."""
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(vocab_size=20, hidden=32, layers=1, embed_dim=8))
+    model = CharRNN(ModelConfig(vocab_size=20, hidden=256, layers=1, embed_dim=8))
     cfg = TrainConfig(
-        batch_size=4, seq_len=8, lr=1e-2, warmup_steps=0, max_time=1.5, eval_every=10, seed=1
+        batch_size=4, seq_len=8, lr=1e-2, warmup_steps=0, max_time=2.0, eval_every=10**6, seed=1
     )
     events: list[object] = []
-    train, val = torch.randint(0, 20, (20000,)), torch.randint(0, 20, (150000,))
+    train, val = torch.randint(0, 20, (20000,)), torch.randint(0, 20, (80000,))
     trainer = Trainer(model, train, val, cfg, callbacks=[events.append])
     trainer.run()
     steps = [e for e in events if isinstance(e, Stepped)]
     evals = [e for e in events if isinstance(e, Evaluated)]
-    assert len(evals) >= 2 and evals[-1].step == steps[-1].step  # the last state validated
-    last = steps[-1]
-    assert last.progress > 0.97, (last, trainer._eval_seconds)
-    assert last.lr <= cfg.lr * cfg.min_lr_ratio * 1.05  # the floor, within 5%
-    # where it stopped: the elapsed time plus the last validation's time fills the budget
-    eval_seconds = trainer._eval_seconds
-    assert last.elapsed + eval_seconds <= cfg.max_time + 0.5
+    assert len(evals) == 1 and evals[0].final
+    last, final_eval = steps[-1], trainer._eval_seconds
+    assert final_eval > 0.1 * cfg.max_time  # a validation that matters to the budget
+    assert last.lr <= cfg.lr * cfg.min_lr_ratio * 1.05, last  # the floor, within 5%
+    # Training stopped early enough for the validation to fit (up to the estimate's error):
+    # without the reserve it would overrun by the whole validation.
+    overrun = last.elapsed + final_eval - cfg.max_time
+    assert overrun < 0.5 * final_eval, (last.elapsed, final_eval)

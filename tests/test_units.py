@@ -35,12 +35,10 @@ def test_empty_score_is_nan_and_huge_perplexity_does_not_overflow() -> None:
     assert Score(1, 1, 1e6).perplexity == math.exp(700.0)
 
 
-def test_best_bits_per_char_from_new_and_old_checkpoints() -> None:
-    # New checkpoints store it.
+def test_best_bits_per_char_is_the_stored_figure() -> None:
     assert best_bits_per_char({"best_val_bits_per_char": 2.5, "best_val_loss": 9.0}) == 2.5
-    # Older subword checkpoints: best per token, converted with the last validation's ratio.
-    old = {"best_val_loss": 4.0, "val_loss": 5.0, "val_nats_per_char": 2.0}
-    assert best_bits_per_char(old) == pytest.approx(4.0 * 2.0 / 5.0 / math.log(2))
-    # Older character checkpoints: per token is per character.
-    assert best_bits_per_char({"best_val_loss": 1.0}) == pytest.approx(1 / math.log(2))
+    assert best_bits_per_char({"best_val_bits_per_char": 3}) == 3.0
+    # No stored figure (no finite validation yet): unknown, whatever else the metrics hold.
+    assert best_bits_per_char({"best_val_loss": 1.0, "val_nats_per_char": 2.0}) is None
+    assert best_bits_per_char({"best_val_bits_per_char": None}) is None
     assert best_bits_per_char({}) is None

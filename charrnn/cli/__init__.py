@@ -13,16 +13,12 @@ import sys
 
 import typer
 
-from .catalog import (
-    INFO_EPILOG,
-    PLOT_EPILOG,
-    RUNS_EPILOG,
-    info_command,
-    plot_command,
-    runs_command,
-)
 from .common import user_errors
-from .generate import EVAL_EPILOG, SAMPLE_EPILOG, eval_command, sample_command
+from .eval import EVAL_EPILOG, eval_command
+from .info import INFO_EPILOG, info_command
+from .plot import PLOT_EPILOG, plot_command
+from .runs import RUNS_EPILOG, runs_command
+from .sample import SAMPLE_EPILOG, sample_command
 from .train import TRAIN_EPILOG, train_command
 
 app = typer.Typer(

@@ -67,6 +67,15 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
+def human_bytes(n: float) -> str:
+    """A size for people: ``512 B``, ``1.5 KB``, ... ``3.2 GB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 def live_display() -> bool:
     """Redraw a live view only on a real terminal, and not under NO_COLOR or TERM=dumb."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
@@ -221,11 +230,10 @@ def choices(values: Sequence[str]) -> str:
 
 class Choice:
     """Parser of an option that takes one of the library's ``values`` (checked at parse time:
-    a usage error, exit 2). Its ``metavar`` lists them, e.g. ``lstm|gru|rnn``."""
+    a usage error, exit 2); :func:`choices` makes the option's metavar that lists them."""
 
     def __init__(self, values: Sequence[str]) -> None:
         self.values = tuple(values)
-        self.metavar = choices(values)
         self.__name__ = "choice"
 
     def __call__(self, value: str) -> str:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import shlex
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.cells import cell_len
+from rich.progress import BarColumn, Progress, TextColumn
 
 from ..run.session import Run
 from ..store import checkpoint as ck
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from ..run.plan import Plan
     from ..training.distributed import Dist
 
+BAR_WIDTH = 16  # columns of the live progress bar
+BAR_MIN_WIDTH = 60  # narrower terminals get no bar: the facts matter more
 PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
 PREVIEW_CHARS = 240  # characters per sample preview
 PREVIEW_LINES = 6  # at most this many lines of it are shown
@@ -51,6 +55,20 @@ def where(dev: torch.device, d: Dist, plan: Plan) -> str:
     if plan.bf16_speedup is not None:
         where += f" (bf16 at {plan.bf16_speedup:.2f}x the speed of fp32 here)"
     return where
+
+
+def fit(fields: Sequence[tuple[str, int]], width: int, sep: str = "  ") -> str:
+    """The non-empty texts of ``fields`` (text, priority) joined in their order, dropping the
+    least important (highest priority number; the later one on a tie) until the line fits in
+    ``width`` terminal cells. A field is dropped whole, never cut."""
+    keep = [i for i, (text, _) in enumerate(fields) if text]
+
+    def line() -> str:
+        return sep.join(fields[i][0] for i in keep)
+
+    while keep and cell_len(line()) > width:
+        keep.remove(max(keep, key=lambda i: (fields[i][1], i)))
+    return line()
 
 
 def header(r: Run, device: str) -> None:
@@ -101,8 +119,11 @@ class Reporter:
 
     # -- what to show ----------------------------------------------------------------------
 
-    def limit_text(self, event: Stepped) -> str:
-        """Where the run stands against the limit it will hit first, e.g. ``step 120/500``."""
+    def limit(self, event: Stepped) -> tuple[float, str]:
+        """Where the run stands against the limit it will hit first: the fraction of it done
+        and its text, e.g. ``(0.24, "step 120/500")``. A time budget is this session's (a
+        resume gets a new one); steps and epochs count over the whole run. Without a limit:
+        the schedule's progress (NaN when unknown)."""
         tc = self.run.train_config
         options: list[tuple[float, str]] = []
         if tc.max_steps:
@@ -115,8 +136,9 @@ class Reporter:
             text = f"{format_duration(event.elapsed)}/{format_duration(tc.max_time)}"
             options.append((event.elapsed / tc.max_time, text))
         if not options:
-            return f"step {event.step}"
-        return max(options)[1]
+            return event.progress, f"step {event.step}"
+        fraction, text = max(options)
+        return min(fraction, 1.0), text
 
     def eta(self, event: Stepped) -> float | None:
         """Seconds left, from how fast progress has moved in this session (exact for time)."""
@@ -138,29 +160,34 @@ class Reporter:
             return f"val {self.last_bits:.3f} bpc (best)"
         return f"val {self.last_bits:.3f} bpc (best {self.best_bits:.3f})"
 
-    def info(self, event: Stepped) -> str:
-        return (
-            f"loss {event.loss_per_char:.3f} = {bits(event.loss_per_char):.3f} bpc  "
-            f"{self.val_text()}  "
-            f"lr {event.lr:.2e}  {_k(event.tokens_per_sec * self.chars_per_token)} chars/s"
-        )
+    def fields(self, event: Stepped) -> list[tuple[str, int]]:
+        """The facts after the limit, each with its priority (0 first kept) for narrow
+        terminals: percent, eta, loss, validation, learning rate, speed."""
+        fraction, _ = self.limit(event)
+        eta = self.eta(event)
+        return [
+            ("" if math.isnan(fraction) else f"{fraction * 100:.0f}%", 0),
+            (f"eta {'-' if eta is None else format_duration(eta)}", 1),
+            (f"loss {event.loss_per_char:.3f} = {bits(event.loss_per_char):.3f} bpc", 2),
+            (self.val_text(), 3),
+            (f"lr {event.lr:.2e}", 5),
+            (f"{_k(event.tokens_per_sec * self.chars_per_token)} chars/s", 4),
+        ]
 
     # -- events ----------------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Started) and self.live:
+            bar = [BarColumn(bar_width=BAR_WIDTH)] if err.width >= BAR_MIN_WIDTH else []
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=24),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta {task.fields[eta]}"),
+                *bar,
+                TextColumn("{task.fields[line]}"),
                 console=err,
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=1000, info="", eta="-")
+            self.task = self.progress.add_task("train", total=1000, line="")
         elif isinstance(event, Stepped):
             self.on_step(event)
         elif isinstance(event, Evaluated):
@@ -173,23 +200,21 @@ class Reporter:
 
     def on_step(self, event: Stepped) -> None:
         self.last_step = event
-        eta = self.eta(event)
-        eta_text = "-" if eta is None else format_duration(eta)
+        fraction, limit = self.limit(event)
         if self.progress is not None:
-            done = 0 if math.isnan(event.progress) else event.progress * 1000
+            bar = BAR_WIDTH + 1 if err.width >= BAR_MIN_WIDTH else 0
+            room = err.width - cell_len(limit) - bar - 2  # a space between columns, one spare
             self.progress.update(
                 self.task,
-                completed=done,
-                description=self.limit_text(event),
-                info=self.info(event),
-                eta=eta_text,
+                completed=0 if math.isnan(fraction) else fraction * 1000,
+                description=limit,
+                line=fit(self.fields(event), room),
             )
             return
         now = time.perf_counter()
         if now - self.last_line >= PLAIN_EVERY:
             self.last_line = now
-            pct = "" if math.isnan(event.progress) else f"{event.progress * 100:.0f}%  "
-            self._log(f"{self.limit_text(event)}  {pct}eta {eta_text}  {self.info(event)}")
+            self._log(f"{limit}  {fit(self.fields(event), 10**6)}")
 
     def on_eval(self, event: Evaluated) -> None:
         self.evaluations += 1
@@ -214,7 +239,8 @@ class Reporter:
     def _preview(self, step: int) -> None:
         """A short sample from the model as it is now (its own seeded generator: the training
         RNG is not touched, so previews never change what is trained)."""
-        from ..sample.generate import SampleConfig, generate
+        from ..sample.generate import generate
+        from ..sample.policy import SampleConfig
 
         cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
         text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
@@ -241,7 +267,7 @@ class Reporter:
         if reason == "patience":
             why = f"patience: no better validation in {r.train_config.patience} evaluations"
         lines = [
-            f"done ({why}): {state.step} steps, "
+            f"done ({why}): {state.step} step{'' if state.step == 1 else 's'}, "
             f"{m['characters_seen']:,} characters seen, "
             f"{format_duration(time.perf_counter() - self.t0)}",
         ]

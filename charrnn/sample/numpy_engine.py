@@ -20,8 +20,9 @@ How the weights are laid out (PyTorch's own formulas, rearranged, never approxim
                 out[k]   = [h_k, 1] @ [W_ih(k+1)^T | W_hh(k)^T; b_ih(k+1) | b_hh(k)]
                 out[N-1] = [h_last, 1] @ [W_head^T * s | W_hh(N-1)^T; b_head * s | b_hh(N-1)]
             i.e. [gi(k+1) | gh(k) for the next step] and [logits | gh(N-1) for the next step]:
-            N products per step instead of 2N+1 (refresh, run by set_state, computes the first
-            gh's); one stream, matrix above ONE_PRODUCT_MAX: two products into out[k]'s halves
+            N products per step instead of 2N+1 (refresh, run after a change of state,
+            computes the first gh's); one stream, matrix above ONE_PRODUCT_MAX: two products
+            into out[k]'s halves
     sigmoid gates:  rows scaled by 1/2 (exact in binary), so one tanh serves every gate:
                     sigmoid(x) = 0.5 + 0.5 * tanh(x / 2)
     LSTM rows:      PyTorch's i, f, g, o reordered to i, f, o, g (the sigmoids side by side)
@@ -37,18 +38,17 @@ products that fill them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..model.arrays import ArrayModel, supports
-from ..text.vocab import UNK_ID
 
 if TYPE_CHECKING:
-    from ..model.rnn import CharRNN, Hidden
+    from ..model.rnn import CharRNN
 
-__all__ = ["ONE_PRODUCT_MAX", "FastRNN", "next_token_probs_np", "supports"]
+__all__ = ["ONE_PRODUCT_MAX", "FastRNN", "supports"]
 
 F32 = np.float32
 
@@ -64,13 +64,6 @@ def _vector_views(batch: int) -> Callable[[np.ndarray], np.ndarray]:
     if batch == 1:
         return lambda a: a[0]
     return lambda a: a
-
-
-def _array(t: Any) -> np.ndarray:
-    """An array from a NumPy array or a torch tensor (any device or dtype), as float32."""
-    if hasattr(t, "detach"):
-        t = t.detach().cpu().float().numpy()
-    return np.asarray(t, dtype=F32)
 
 
 def _as_arrays(model: ArrayModel | CharRNN) -> ArrayModel:
@@ -115,37 +108,6 @@ def _gate_rows(cell: str, hidden: int) -> tuple[np.ndarray, np.ndarray]:
     scale = np.concatenate([np.full(H, 0.5 if s else 1.0, dtype=F32) for s in halve])
     rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
     return rows, scale
-
-
-def next_token_probs_np(
-    logits: np.ndarray,
-    temperature: float,
-    top_k: int | None = None,
-    top_p: float | None = None,
-) -> np.ndarray:
-    """Sampling distribution (B, V) float32 from logits (B, V): temperature, top-k, top-p, with
-    ``<UNK>`` never drawn; the one implementation behind both engines (and
-    :func:`charrnn.sample.generate.next_token_probs`, its torch face)."""
-    z = np.array(logits, dtype=np.float32)  # a copy
-    z[:, UNK_ID] = -np.inf
-    z = (z - z.max(axis=-1, keepdims=True)) / np.float32(temperature)  # max entry is exactly 0
-    V = z.shape[-1]
-    if top_k is not None and top_k < V:
-        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k : V - top_k + 1]  # (B, 1)
-        z[z < kth] = -np.inf
-    e = np.exp(z)
-    probs = e / e.sum(axis=-1, keepdims=True)
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-probs, axis=-1, kind="stable")
-        sorted_p = np.take_along_axis(probs, order, axis=-1)
-        before = np.cumsum(sorted_p, axis=-1) - sorted_p  # mass of the more likely ones
-        drop = before >= np.float32(top_p)
-        drop[:, 0] = False  # the likeliest always stays (a tiny p may round to 0 in float32)
-        sorted_p[drop] = 0.0
-        probs = np.zeros_like(probs)
-        np.put_along_axis(probs, order, sorted_p, axis=-1)
-        probs /= probs.sum(axis=-1, keepdims=True)
-    return probs
 
 
 class _Weights(NamedTuple):
@@ -230,6 +192,10 @@ class FastRNN:
     returns the logits (B, V) in a buffer that the next step overwrites. ``head_scale``
     multiplies the logits and ``mask`` (a token id) gets a logit of -inf; the defaults give the
     model's logits. Products are NumPy's (its BLAS picks the threads: ``OPENBLAS_NUM_THREADS``).
+
+    The state starts at zero and lives in ``h`` (per layer, a (B, H) view) and, for an LSTM,
+    ``c`` (per layer, (B, H)); the steps update them in place. After writing them directly, call
+    :meth:`refresh`.
     """
 
     def __init__(
@@ -270,32 +236,6 @@ class FastRNN:
         for x, prods in zip(self.hx, self.products, strict=True):
             for w, o in prods:
                 dot(x[0] if self.batch == 1 else x, w, out=o)
-
-    def set_state(self, hidden: Hidden | Sequence[np.ndarray] | None) -> None:
-        """Load a state: CharRNN's ((N, B, H) tensor, or (h, c) for LSTM), or the arrays
-        :meth:`state` gives; None is the zero state."""
-        if hidden is None:
-            for a in self.h + self.c:
-                a.fill(0.0)
-        else:
-            parts = list(hidden) if isinstance(hidden, tuple | list) else [hidden]
-            for buffers, part in zip([self.h, self.c], parts, strict=False):
-                values = _array(part)  # (N, B, H)
-                for layer, buf in enumerate(buffers):
-                    buf[...] = values[layer]
-        self.refresh()
-
-    def state(self) -> list[np.ndarray]:
-        """The state as arrays (N, B, H): [h], or [h, c] for LSTM (copies)."""
-        return [np.stack(self.h), *([np.stack(self.c)] if self.cell == "lstm" else [])]
-
-    def get_state(self) -> Hidden:
-        """The state in CharRNN's format (torch tensors, copies)."""
-        import torch
-
-        from ..model.rnn import hidden_from_tensors
-
-        return hidden_from_tensors(self.cell, [torch.from_numpy(a) for a in self.state()])
 
     def _layers(self, v: Callable[[np.ndarray], np.ndarray]) -> list[tuple]:  # type: ignore[type-arg]
         """Per layer, as the step closures use them: (gi or None for layer 0, gh, h, c or None,

@@ -1,4 +1,4 @@
-"""What is on disk: summaries of runs and checkpoints, for ``charrnn runs``, ``info`` and ``plot``.
+"""What is on disk: summaries of runs and checkpoints, for ``charrnn runs`` and ``charrnn info``.
 
 Everything is read through :mod:`charrnn.store.checkpoint` (the module that owns the files); nothing
 here prints, no weights are loaded and torch is never imported: parameter counts come from the
@@ -100,15 +100,14 @@ def summarize_run(run_dir: Path) -> RunSummary:
 
 
 def _first_problem(ckpt: Path) -> str | None:
-    """The first problem of a checkpoint's files, headers only (see checkpoint.problems)."""
+    """The first problem of a checkpoint's files, headers only (see :func:`checkpoint_problems`)."""
     found = checkpoint_problems(ckpt, weights=False)
     return found[0] if found else None
 
 
 def origin_of(config: dict[str, Any]) -> dict[str, Any] | None:
     """Where the run of a checkpoint's config.json started, ``{"run", "checkpoint", "step"}``
-    (``charrnn train --init-from``); None for a run trained from scratch, or one saved before
-    charrnn recorded it."""
+    (``charrnn train --init-from``); None for a run trained from scratch."""
     origin = config.get("init_from")
     return origin if isinstance(origin, dict) else None
 

@@ -407,18 +407,3 @@ def load_arrays(path: Path) -> LoadedArrays:
     config, mc, vocab = read_model_config(ckpt)
     arrays = read_arrays(ckpt / MODEL, expected_weights(mc))
     return LoadedArrays(ckpt, ArrayModel(mc, arrays), vocab, config)
-
-
-def load_for_sampling(
-    path: Path, device: str = "auto", fast: bool = True
-) -> LoadedModel | LoadedArrays:
-    """A checkpoint loaded the way :func:`charrnn.sample.generate.engine` chooses for ``device``:
-    NumPy arrays for the NumPy engine (torch is not imported), else a torch model on the
-    device."""
-    from ..sample.generate import engine
-
-    if engine(device, fast) == "numpy":
-        return load_arrays(path)
-    from ..device import resolve_device
-
-    return load_model(path, resolve_device(device))

@@ -15,7 +15,8 @@ A time limit counts from the start of each session (``charrnn train --resume`` g
 budget); a session that resumes an interrupted run continues the cosine from where it stopped,
 and one that resumes a finished run (one whose last session ended at a limit: a time-limited
 session ends a little short of p = 1, for it keeps time for its final validation) starts a new
-cycle.
+cycle. :func:`record_validation` updates the trainer state it is given; the other functions only
+read theirs.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ import math
 
 from .config import TrainConfig, TrainerState
 
-RESTART_AT = 0.999
 PLATEAU_PATIENCE = 2  # validations without a new best before the plateau schedule halves lr
 
 
 def session_start(progress: float, finished: bool = False) -> float:
     """Where the time part of progress starts in a new session: where the last one ended, or 0
-    for a run that had finished (a new cosine cycle). ``progress >= RESTART_AT`` also counts as
-    finished, for checkpoints written before ``finished`` was recorded."""
-    return 0.0 if finished or progress >= RESTART_AT else progress
+    for a run that had finished (a new cosine cycle)."""
+    return 0.0 if finished else progress
 
 
 def progress(

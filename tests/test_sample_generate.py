@@ -7,16 +7,18 @@ import torch
 
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.sample import generate as sampling
-from charrnn.sample.generate import (
-    SampleConfig,
-    engine,
-    generate,
-    generate_many,
-    next_token_probs,
-    stop_at,
-)
+from charrnn.sample import policy
+from charrnn.sample.generate import engine, generate, generate_many
+from charrnn.sample.policy import SampleConfig, stop_at, token_probs
 from charrnn.store import checkpoint as ck
 from charrnn.text.vocab import UNK_ID, Vocab
+
+
+def next_token_probs(
+    logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
+    """The policy's sampling distribution (B, V) of logits (B, V), as a tensor."""
+    return torch.from_numpy(token_probs(logits.numpy(), temperature, top_k, top_p))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,7 @@ def test_generate_asks_only_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     plain_many = generate_many(model, vocab, 3, "ab", cfg, fast=False)
     calls: list[bool] = []
 
-    def torch_engine(m: CharRNN, fast: bool = True) -> sampling.Engine:
+    def torch_engine(m: CharRNN, fast: bool = True) -> policy.Engine:
         calls.append(fast)
         return "torch"
 

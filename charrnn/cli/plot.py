@@ -1,10 +1,10 @@
-"""Learning curves of runs as a matplotlib figure (matplotlib is the optional ``plot`` extra).
+"""``charrnn plot``: learning curves of runs as an image (matplotlib: the ``plot`` extra).
 
 :func:`curves` reads each run's ``metrics.jsonl`` (through :mod:`charrnn.store.metrics`) and
 :func:`figure` draws validation bits/char (solid) and the training loss beside it (dashed, same
 colour) against training time and against characters seen, one colour per run, side by side: a
 gap that opens between the two is overfitting. A run without validation draws its training
-curve alone. Saving the figure is left to the caller.
+curve alone. :func:`plot_command` saves the figure and says so on stderr.
 """
 
 from __future__ import annotations
@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from ..errors import CharRNNError, CheckpointError
 from ..store import checkpoint as ck
 from ..store.metrics import METRICS, read_metrics
+from .common import Number, err
 
+PLOT_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn plot checkpoints/verses-gru checkpoints/verses-lstm --out curves.png\n\n"
+    "  charrnn plot checkpoints/* --out all.svg --width 1400 --height 500\n\n"
+    "Needs matplotlib: pip install 'charrnn[plot]'."
+)
 INSTALL_HINT = "pip install 'charrnn[plot]' (or pip install matplotlib)"
 
 
@@ -61,9 +70,7 @@ def curve(path: Path, name: str | None = None) -> Curve:
     if not records:
         if not ck.is_run_dir(run):
             raise CheckpointError(f"{path}: not a run folder")
-        raise CheckpointError(
-            f"{run}: no {METRICS} (runs trained before charrnn wrote it cannot be plotted)"
-        )
+        raise CheckpointError(f"{run}: no {METRICS}")
     evals = _points(records, "eval", "val_bits_per_char")
     steps = _points(records, "step", "train_bits_per_char")
     if not evals and not steps:
@@ -77,6 +84,27 @@ def curve(path: Path, name: str | None = None) -> Curve:
         train_chars=[int(r["chars"]) for r in steps],
         train_bits=[float(r["train_bits_per_char"]) for r in steps],
     )
+
+
+def plottable(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The paths that name a run (its folder, a checkpoint of it, or its metrics.jsonl), and
+    a note for each other one, skipped as ``runs`` skips what is not a run (so that
+    ``checkpoints/*`` works beside a README). A missing path is an error, as is nothing left
+    to plot (CheckpointError)."""
+    kept, notes = [], []
+    for p in paths:
+        if not p.exists():
+            raise CheckpointError(f"{p}: no such run folder")
+        run = run_folder(p)
+        if (run / METRICS).is_file() or ck.is_run_dir(run):
+            kept.append(p)
+        else:
+            notes.append(f"{p}: not a run folder, skipped")
+    if not kept:
+        if len(paths) == 1:
+            raise CheckpointError(f"{paths[0]}: not a run folder")
+        raise CheckpointError(f"no run folder among the {len(paths)} paths given")
+    return kept, notes
 
 
 def curves(paths: list[Path]) -> list[Curve]:
@@ -127,3 +155,36 @@ def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 1
     by_chars.legend(loc="best", fontsize="small")
     fig.suptitle("bits per character: validation solid, training dashed (lower is better)")
     return fig
+
+
+def plot_command(
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders (or their metrics.jsonl) to compare.", metavar="RUN..."
+    ),
+    out: Path = typer.Option(
+        Path("curves.png"),
+        "--out",
+        "-o",
+        help="Image to write: .png, .svg or .pdf.",
+        metavar="FILE",
+    ),
+    width: int = typer.Option(
+        1000, "--width", parser=Number(int, 200, 10000), help="Width in pixels.", metavar="PX"
+    ),
+    height: int = typer.Option(
+        420, "--height", parser=Number(int, 150, 10000), help="Height in pixels.", metavar="PX"
+    ),
+) -> None:
+    """Plot validation bits/char against training time and characters seen, one line per run."""
+    runs, notes = plottable(runs)
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
+    fig = figure(curves(runs), width=width, height=height)
+    try:
+        fig.savefig(out, dpi=100)
+    except (OSError, ValueError) as e:
+        raise CharRNNError(f"{out}: cannot write the image ({e})") from None
+    err.print(
+        f"wrote {out} ({width}x{height}, {len(runs)} run{'s' if len(runs) > 1 else ''})",
+        markup=False,
+    )

@@ -1,0 +1,144 @@
+"""``charrnn eval-perplexity``: score text files (nats/char, bits/char, perplexity)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..store import checkpoint as ck
+from ..text.vocab import show_chars
+from .common import (
+    MAX_BATCH,
+    Number,
+    device_option,
+    device_param,
+    encoding_option,
+    err,
+    errors_option,
+    fail,
+    find_checkpoint,
+    format_table,
+    out_or_quiet,
+    set_threads,
+    threads_param,
+)
+
+if TYPE_CHECKING:
+    from ..evaluation import TextScore
+
+# charrnn.evaluation.DEFAULT_STREAMS and DEFAULT_BURN_IN, repeated: charrnn.evaluation imports
+# torch, which the command line must not load to start (``--help``, ``runs``, ``info``);
+# tests/test_sample_cli.py checks that the two agree.
+DEFAULT_STREAMS = 64
+DEFAULT_BURN_IN = 256
+
+EVAL_EPILOG = (
+    "Examples:\n\n"
+    "  charrnn eval-perplexity held-out.txt\n\n"
+    "  charrnn eval-perplexity held-out.txt --exact\n\n"
+    "  cat a.txt | charrnn eval-perplexity - --json -c checkpoints/verses-gru"
+)
+
+
+def eval_command(
+    files: list[str] = typer.Argument(
+        ..., help="Text files to score (- = stdin).", metavar="FILE..."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        "-c",
+        help="Run or checkpoint folder [default: the newest run].",
+        metavar="RUN",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    encoding: str = encoding_option("Text encoding of the files."),
+    errors: str = errors_option("On undecodable bytes: strict, replace or ignore."),
+    device: str = device_param(),
+    threads: int | None = threads_param(),
+    exact: bool = typer.Option(
+        False, "--exact", help="One stream, state carried through each file (slow on a CPU)."
+    ),
+    streams: int = typer.Option(
+        DEFAULT_STREAMS,
+        "--streams",
+        parser=Number(int, 1, MAX_BATCH),
+        help="Pieces scored side by side (1 = exact).",
+        metavar="N",
+    ),
+    burn_in: int = typer.Option(
+        DEFAULT_BURN_IN,
+        "--burn-in",
+        parser=Number(int, 0),
+        help="Characters of context read before each piece, unscored.",
+        metavar="N",
+    ),
+) -> None:
+    """Score text files: nats/char, bits/char and perplexity.
+
+    By default each file is cut into pieces scored side by side, each piece read from
+    --burn-in characters before its start (within a tiny tolerance of the exact figure);
+    --exact scores one stream with the state carried through the whole file.
+    """
+    from ..evaluation import score_text
+    from ..text.reading import iter_text
+
+    if files.count("-") > 1:
+        raise typer.BadParameter("standard input (-) can be named only once")
+    if exact and streams not in (1, DEFAULT_STREAMS):
+        raise typer.BadParameter("--exact is one stream: leave out --streams", param_hint="--exact")
+    streams = 1 if exact else streams
+    set_threads(threads)
+    loaded = ck.load_model(find_checkpoint(checkpoint), device_option(device))
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        name = "<stdin>" if f == "-" else f
+        scored = score_text(
+            loaded.model, loaded.vocab, iter_text(f, encoding, errors), streams, burn_in
+        )
+        if scored.chars < 2:
+            fail(f"{name}: {scored.chars} characters; at least 2 are needed to score a text")
+        if scored.unknown:
+            err.print(
+                f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
+                f"({show_chars(scored.unknown_chars)}; scored as <UNK>)",
+                markup=False,
+            )
+        protocol = "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}"
+        rows.append(_eval_row(name, scored, protocol))
+    if as_json:
+        out_or_quiet(json.dumps({"checkpoint": str(loaded.path), "files": rows}, indent=2) + "\n")
+        return
+    header = ("file", "chars", "unknown", "nats/char", "bits/char", "perplexity")
+    table = [
+        (
+            r["file"],
+            str(r["chars"]),
+            str(r["unknown"]),
+            f"{r['nats_per_char']:.4f}",
+            f"{r['bits_per_char']:.4f}",
+            f"{r['perplexity']:.3f}",
+        )
+        for r in rows
+    ]
+    out_or_quiet(format_table(header, table))
+
+
+def _eval_row(name: str, scored: TextScore, protocol: str) -> dict[str, Any]:
+    """One file's figures, as ``--json`` prints them (per character unless named per token)."""
+    s = scored.score
+    return {
+        "file": name,
+        "chars": scored.chars,
+        "unknown": scored.unknown,
+        "tokens_scored": s.tokens,
+        "nats_per_char": s.nats_per_char,
+        "bits_per_char": s.bits_per_char,
+        "perplexity": s.perplexity,
+        "nats_per_token": s.nats_per_token,
+        "bits_per_token": s.bits_per_token,
+        "protocol": protocol,
+    }

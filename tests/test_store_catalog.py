@@ -1,0 +1,97 @@
+"""charrnn.store.catalog: summaries of runs and checkpoints read from disk, without torch."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from charrnn.store import catalog
+from charrnn.store import checkpoint as ck
+
+from .fixtures import pin
+
+
+@pytest.fixture
+def old_run(tmp_path: Path) -> Path:
+    """A copy of the run made by charrnn 0.1.0."""
+    run = tmp_path / "old"
+    shutil.copytree(pin.RUN, run)
+    return run
+
+
+def test_a_0_1_0_run_is_summarized_from_its_config(old_run: Path) -> None:
+    s = catalog.summarize_run(old_run)
+    assert (s.name, s.corpus, s.tokenizer, s.cell, s.layers, s.hidden) == (
+        "old", "<stdin>", "char", "gru", 1, 32,
+    )  # fmt: skip
+    assert (s.parameters, s.steps, s.best_step) == (7642, 150, 150)
+    assert s.best_val_bits_per_char == pytest.approx(3.494431773410027)
+    assert s.init_from is None and s.damaged is None
+    assert s.size_bytes == sum(p.stat().st_size for p in old_run.rglob("*") if p.is_file())
+    runs, problems = catalog.list_runs(old_run.parent)
+    assert [r.name for r in runs] == ["old"] and problems == []
+
+
+def test_a_0_1_0_checkpoint_is_described(old_run: Path) -> None:
+    d = catalog.describe_checkpoint(old_run)
+    assert d["checkpoint"] == str(old_run / "step-00000150")
+    assert d["pointers"] == [ck.BEST, ck.LATEST] and d["problems"] == []
+    assert d["charrnn_version"] == "0.1.0" and d["parameters"] == 7642
+    v = d["validation"]
+    assert v["nats_per_char"] == pytest.approx(2.42215553139825)
+    assert v["bits_per_char"] == pytest.approx(2.42215553139825 / math.log(2))
+    assert v["perplexity"] == pytest.approx(math.exp(2.42215553139825))
+    assert (v["best_bits_per_char"], v["best_step"]) == (pytest.approx(3.494431773410027), 150)
+
+
+def test_validation_figures_without_a_validation() -> None:
+    assert catalog.validation_figures({"step": 10}) == {
+        "nats_per_char": None,
+        "bits_per_char": None,
+        "perplexity": None,
+        "best_bits_per_char": None,
+        "best_step": None,
+    }
+
+
+def test_a_damaged_checkpoint_is_flagged_not_skipped(old_run: Path) -> None:
+    model = old_run / "step-00000150" / ck.MODEL
+    model.write_bytes(model.read_bytes()[:100])
+    assert catalog.summarize_run(old_run).damaged
+    assert catalog.checkpoint_problems(old_run / "step-00000150")
+
+
+def test_sort_runs(old_run: Path) -> None:
+    base = catalog.summarize_run(old_run)
+    a = replace(base, name="a", best_val_bits_per_char=None, parameters=5, steps=9, modified=3.0)
+    b = replace(base, name="b", best_val_bits_per_char=2.0, parameters=7, steps=9, modified=1.0)
+    c = replace(base, name="c", best_val_bits_per_char=1.0, parameters=5, steps=1, modified=2.0)
+    runs = [b, c, a]
+
+    def names(key: str, reverse: bool = False) -> list[str]:
+        return [r.name for r in catalog.sort_runs(runs, key, reverse)]
+
+    assert names("name") == ["a", "b", "c"]
+    assert names("when") == ["a", "c", "b"]  # newest first
+    assert names("bpc") == ["c", "b", "a"]  # best first, unknown last
+    assert names("bpc", reverse=True) == ["a", "b", "c"]
+    assert names("params") == ["b", "a", "c"]
+    assert names("steps") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="sort key"):
+        catalog.sort_runs(runs, "size")
+
+
+def test_corpus_and_origin_names() -> None:
+    assert catalog.corpus_name({}) == "-"
+    assert catalog.corpus_name({"sources": ["/x/a.txt", "/x/b.txt", "c.txt"]}) == "a.txt +2"
+    assert catalog.corpus_name({"sources": ["corpus-stdin.txt"]}) == "<stdin>"
+    assert catalog.origin_of({"init_from": None}) is None
+    origin = {"run": "/r/shakespeare-gru", "checkpoint": "step-00000500", "step": 500}
+    assert catalog.origin_of({"init_from": origin}) == origin
+    assert catalog.origin_text(origin) == "shakespeare-gru@500"
+    assert catalog.origin_text({**origin, "step": None}) == "shakespeare-gru/step-00000500"
+    assert catalog.origin_text(None) == "-"
