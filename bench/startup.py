@@ -54,6 +54,7 @@ GOALS = {  # the issue's goals, as ratios to the torch import (RSS in MB)
 THROUGHPUT = """
 import statistics, sys, time
 from charrnn.store import checkpoint as ck
+from charrnn.store import saving
 from charrnn.sample.generate import generate
 try:
     from charrnn.sample.policy import SampleConfig
@@ -89,6 +90,7 @@ def make_run(root: str, cell: str) -> None:
 
     from charrnn.model.rnn import CharRNN, ModelConfig
     from charrnn.store import checkpoint as ck
+    from charrnn.store import saving
     from charrnn.text.vocab import Vocab
 
     vocab = Vocab.build((ROOT / "corpora" / "verses.txt").read_text(encoding="utf-8"))
@@ -106,14 +108,14 @@ def make_run(root: str, cell: str) -> None:
         "metrics": {"step": 1},
     }
     run = Path(root) / f"verses-{cell}"
-    ck.write_checkpoint(
+    saving.write_checkpoint(
         run,
         ck.checkpoint_name(1),
         {ck.CONFIG: config, ck.VOCAB: vocab.to_dict()},
-        {ck.MODEL: ck.model_tensors(model)},
+        {ck.MODEL: saving.model_tensors(model)},
     )
     for pointer in (ck.BEST, ck.LATEST):
-        ck.set_pointer(run, pointer, ck.checkpoint_name(1))
+        saving.set_pointer(run, pointer, ck.checkpoint_name(1))
 
 
 def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:

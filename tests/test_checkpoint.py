@@ -11,6 +11,7 @@ import torch
 
 from charrnn.errors import CheckpointError
 from charrnn.store import checkpoint as ck
+from charrnn.store import saving
 from charrnn.store.metrics import METRICS, MetricsLog, read_metrics
 
 
@@ -55,7 +56,7 @@ def test_half_written_checkpoint_is_ignored(trained_run: Path, tmp_path: Path) -
     shutil.copytree(best, tmp)
     (tmp / ck.MODEL).write_bytes(b"\x00" * 10)
     assert ck.newest_checkpoint(run) == run / ck.read_pointer(run, ck.LATEST)  # type: ignore[operator]
-    ck.clean_temporary(run)
+    saving.clean_temporary(run)
     assert not tmp.exists()
 
 

@@ -23,6 +23,7 @@ from charrnn.errors import TrainingError
 from charrnn.run.request import TrainRequest
 from charrnn.run.start import open_run
 from charrnn.store import checkpoint as ck
+from charrnn.store import saving
 from charrnn.text.vocab import Vocab
 
 from .conftest import CHARRNN, run_cli
@@ -184,7 +185,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
     tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corpus = _write(tmp_path / "c.txt", small_text[:20000])
-    real_save = ck.save_file
+    real_save = saving.save_file
     calls = {"n": 0}
 
     def flaky_save(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -193,7 +194,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(ck, "save_file", flaky_save)
+    monkeypatch.setattr(saving, "save_file", flaky_save)
     out = tmp_path / "run"
     r = runner.invoke(
         app,

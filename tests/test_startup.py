@@ -27,6 +27,7 @@ from charrnn.sample.generate import engine, generate, generate_many
 from charrnn.sample.load import load_for_sampling
 from charrnn.sample.policy import SampleConfig
 from charrnn.store import checkpoint as ck
+from charrnn.store import saving
 from charrnn.store.metrics import MetricsLog
 from charrnn.text.vocab import Vocab
 
@@ -55,9 +56,9 @@ def _save_run(root: Path, cell: str, tie: bool = False, vocab: Vocab | None = No
         "metrics": {"step": 1},
     }
     files = {ck.CONFIG: config, ck.VOCAB: vocab.to_dict()}
-    ck.write_checkpoint(run, "step-00000001", files, {ck.MODEL: ck.model_tensors(model)})
+    saving.write_checkpoint(run, "step-00000001", files, {ck.MODEL: saving.model_tensors(model)})
     for pointer in (ck.BEST, ck.LATEST):
-        ck.set_pointer(run, pointer, "step-00000001")
+        saving.set_pointer(run, pointer, "step-00000001")
     log = MetricsLog(run)
     for step in (1, 2):
         record = {"step": step, "time": step, "chars": 100 * step, "val_bits_per_char": 4 - step}
@@ -238,7 +239,7 @@ def test_sizes_from_the_config_alone_match_the_model(cell: str, layers: int, tie
     mc = ModelConfig(37, cell, layers, hidden=20, embed_dim=20 if tie else 7, tie_weights=tie)
     model = CharRNN(mc)
     assert parameters_of(mc) == model.num_parameters()
-    stored = {k: tuple(v.shape) for k, v in ck.model_tensors(model).items()}
+    stored = {k: tuple(v.shape) for k, v in saving.model_tensors(model).items()}
     assert weight_shapes(mc) == stored and list(weight_shapes(mc)) == list(stored)
 
 

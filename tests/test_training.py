@@ -241,7 +241,7 @@ def test_a_time_budget_keeps_time_for_the_final_validation_and_ends_its_schedule
     steps = [e for e in events if isinstance(e, Stepped)]
     evals = [e for e in events if isinstance(e, Evaluated)]
     assert len(evals) == 1 and evals[0].final
-    last, final_eval = steps[-1], trainer._eval_seconds
+    last, final_eval = steps[-1], trainer.eval_clock.last
     assert final_eval > 0.1 * cfg.max_time  # a validation that matters to the budget
     assert last.lr <= cfg.lr * cfg.min_lr_ratio * 1.05, last  # the floor, within 5%
     # Training stopped early enough for the validation to fit (up to the estimate's error):

@@ -21,6 +21,7 @@ from ..errors import TrainingError
 from ..evaluation import token_lengths
 from ..model.rnn import CharRNN
 from ..store import checkpoint as ck
+from ..store import saving
 from ..store.metrics import MetricsLog
 from ..text.tokenizers import MODEL_FILE, SubwordTokenizer, tokenizer_info
 from ..training.config import TrainConfig, TrainerState
@@ -115,7 +116,7 @@ class Run:
             )
         st_json, st_tensors = training_files(self.optimizer, state)
         name = ck.checkpoint_name(state.step)
-        path = ck.write_checkpoint(
+        path = saving.write_checkpoint(
             self.run_dir,
             name,
             {
@@ -124,17 +125,17 @@ class Run:
                 ck.TRAINER_STATE: st_json,
             },
             {
-                ck.MODEL: ck.model_tensors(self.model),
+                ck.MODEL: saving.model_tensors(self.model),
                 **st_tensors,
             },
             {MODEL_FILE: self.vocab.proto} if isinstance(self.vocab, SubwordTokenizer) else None,
         )
-        ck.set_pointer(self.run_dir, ck.LATEST, name)
+        saving.set_pointer(self.run_dir, ck.LATEST, name)
         if best or state.best_step is None:
             # Until the run's first validation, "best" is the most trained checkpoint: one
             # never validated must not stay best over a later one (an interrupted session).
-            ck.set_pointer(self.run_dir, ck.BEST, name)
-        ck.prune(self.run_dir)
+            saving.set_pointer(self.run_dir, ck.BEST, name)
+        saving.prune(self.run_dir)
         self.saved = (state.step, state.finished)
         return path
 

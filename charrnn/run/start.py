@@ -29,6 +29,7 @@ import torch
 from ..errors import CharRNNError, CheckpointError
 from ..model.rnn import CharRNN
 from ..store import checkpoint as ck
+from ..store import saving
 from ..text.tokenizers import SubwordTokenizer, Tokenizer
 from ..text.vocab import Vocab
 from ..training.distributed import SINGLE, Dist, barrier, broadcast_text
@@ -147,24 +148,29 @@ def _start_distributed(req: TrainRequest, device: torch.device, dist: Dist) -> R
     return Run(run_dir, plan, model, corpus, make_optimizer(model, plan.training), dist=dist)
 
 
-def _resume(req: TrainRequest, device: torch.device, dist: Dist, threads: int | None) -> Run:
-    """Continue the run in ``req.resume`` from its newest complete checkpoint. Raises
-    CheckpointError for a missing or damaged run."""
-    assert req.resume is not None
-    run_dir = Path(req.resume)
+def _check_resumable(run_dir: Path) -> None:
+    """Raise CheckpointError unless ``run_dir`` is a run folder with a checkpoint."""
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder to resume")
-    if not ck.is_run_dir(run_dir):  # refused before the lock: a refusal writes nothing
+    if not ck.is_run_dir(run_dir):
         if (run_dir / ck.CONFIG).is_file():
             raise CheckpointError(
                 f"{run_dir}: a checkpoint, not a run folder; resume its run: --resume "
                 f"{shlex.quote(str(run_dir.parent))}"
             )
         raise CheckpointError(f"{run_dir}: not a run folder (no complete checkpoint in it)")
+
+
+def _resume(req: TrainRequest, device: torch.device, dist: Dist, threads: int | None) -> Run:
+    """Continue the run in ``req.resume`` from its newest complete checkpoint. Raises
+    CheckpointError for a missing or damaged run."""
+    assert req.resume is not None
+    run_dir = Path(req.resume)
+    _check_resumable(run_dir)  # before the lock: a refusal writes nothing
     lock = folder.lock_on_main(run_dir, dist, device)  # before anything is written
     try:
         if dist.is_main:
-            ck.clean_temporary(run_dir)
+            saving.clean_temporary(run_dir)
         ckpt = ck.newest_checkpoint(run_dir)
         if ckpt is None:
             raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from")

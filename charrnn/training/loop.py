@@ -10,25 +10,23 @@ gradient-norm clipping.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import TrainingError
 from ..evaluation import DEFAULT_BURN_IN, evaluate_chunks
-from ..model.rnn import CharRNN, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
+from ..model.rnn import CharRNN, Hidden, hidden_from_tensors, hidden_tensors
 from ..units import Score, nats_per_char
 from . import schedule
 from .batches import batchify, num_windows, window
-from .config import TrainConfig, TrainerState, precision_problem
-from .distributed import SINGLE, Dist, agree, gather_rows, mean, rows
+from .config import TrainConfig, TrainerState
+from .distributed import SINGLE, Dist, agree, gather_rows, rows
 from .events import Callback, Evaluated, Event, Finished, Skipped, Started, Stepped
+from .step import WindowStep
 
 __all__ = ["Trainer", "make_optimizer"]
 
@@ -95,9 +93,7 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self._session_p0 = schedule.session_start(self.state.progress, self.state.finished)
         self._session_start = 0.0
-        self._eval_seconds = 0.0  # the last evaluation
-        self._eval_estimate: float | None = None  # of a validation's seconds, before one
-        self._eval_total = 0.0  # every evaluation of this invocation
+        self.eval_clock = _EvalClock()
         self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
         self._recent = _RunningMean()  # of the latest training losses (nats/token)
         self._last_time = 0.0
@@ -113,17 +109,10 @@ class Trainer:
         )
 
     def _eval_reserve(self) -> float:
-        """Seconds a time budget keeps for the final validation: the last validation's time,
-        or before one in this session an estimate from a short timed forward pass; at most a
-        quarter of the budget, so that training keeps the rest."""
-        c = self.config
-        if c.max_time is None or self.val_ids is None or self.val_ids.numel() < 2:
+        """Seconds a time budget keeps for the final validation (see :class:`_EvalClock`)."""
+        if self.config.max_time is None or self.val_ids is None or self.val_ids.numel() < 2:
             return 0.0
-        if self._eval_seconds:
-            return self._eval_seconds
-        if self._eval_estimate is None:
-            self._eval_estimate = _validation_seconds(self.model, self.val_ids.numel(), c)
-        return min(self._eval_estimate, 0.25 * c.max_time)
+        return self.eval_clock.reserve(self.model, self.val_ids.numel(), self.config)
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -163,8 +152,7 @@ class Trainer:
             lengths=self.val_lengths,
             chars=self.val_chars,
         )
-        self._eval_seconds = time.perf_counter() - t0
-        self._eval_total += self._eval_seconds
+        self.eval_clock.record(time.perf_counter() - t0)
         s = self.state
         is_best = schedule.record_validation(self.config, s, res.nats_per_token)
         self._emit(_evaluated(s, self._epochs(), res, is_best, final, self.chars_per_token))
@@ -181,7 +169,8 @@ class Trainer:
             return False
         if c.eval_share is None:
             return True
-        over = self._eval_total + self._eval_seconds > c.eval_share * session_elapsed
+        clock = self.eval_clock
+        over = clock.total + clock.last > c.eval_share * session_elapsed
         # The same answer on every rank: an evaluation saves, and saving is collective.
         return not agree(self.dist, [float(over)], self.device)[0]
 
@@ -257,6 +246,29 @@ class Trainer:
         return s
 
 
+class _EvalClock:
+    """The time validations take in this session: the last one, all of them, and before the
+    first an estimate (:func:`_validation_seconds`), for what a time budget keeps."""
+
+    def __init__(self) -> None:
+        self.last = 0.0  # seconds of the last validation
+        self.total = 0.0  # of every validation of this session
+        self.estimate: float | None = None
+
+    def record(self, seconds: float) -> None:
+        self.last = seconds
+        self.total += seconds
+
+    def reserve(self, model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
+        """The last validation's time, or the estimate before one; at most a quarter of the
+        budget, so that training keeps the rest."""
+        if self.last:
+            return self.last
+        if self.estimate is None:
+            self.estimate = _validation_seconds(model, n_tokens, c)
+        return min(self.estimate, 0.25 * (c.max_time or 0.0))
+
+
 def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
     """About how long validating ``n_tokens`` tokens takes: one timed forward pass of the
     validation's streams over a few positions, scaled to the protocol's positions (its tokens
@@ -282,81 +294,6 @@ def _evaluated(
     best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
     train = None if s.train_loss is None else nats_per_char(s.train_loss, chars_per_token)
     return Evaluated(s.step, epochs, res, s.train_loss, is_best, final, train, best)
-
-
-class WindowStep:
-    """One optimizer step on one window (truncated BPTT): forward from the carried state under
-    autocast, loss, backward, gradient-norm clipping, AdamW update. Wraps the model in DDP when
-    several processes train, and owns the fp16 gradient scaler."""
-
-    def __init__(
-        self,
-        model: CharRNN,
-        optimizer: torch.optim.Optimizer,
-        config: TrainConfig,
-        dist: Dist = SINGLE,
-        grad_scale: dict[str, Any] | None = None,
-    ) -> None:
-        self.config, self.optimizer, self.dist = config, optimizer, dist
-        self.device = next(model.parameters()).device
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.net: torch.nn.Module = model
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(model, device_ids=ids)
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
-        self.scaler: torch.amp.GradScaler | None = None
-        if config.precision == "fp16":
-            problem = precision_problem(config.precision, self.device.type)
-            if problem:
-                raise TrainingError(problem)
-            self.scaler = torch.amp.GradScaler("cuda")
-            if grad_scale:
-                self.scaler.load_state_dict(grad_scale)
-
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.device.type == "cuda":
-            # Page-locked copies let the transfer to the GPU run asynchronously.
-            x, y = x.contiguous().pin_memory(), y.contiguous().pin_memory()
-        x = x.to(self.device, torch.long, non_blocking=True)
-        y = y.to(self.device, torch.long, non_blocking=True)
-        return x, y
-
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, hidden: Hidden | None
-    ) -> tuple[float, bool, Hidden]:
-        """Inputs and targets (B, T) of this process's rows, the state carried into them: the
-        loss averaged over ranks (nats/token), whether the update was applied (not on a
-        non-finite loss or gradient), and the state after the window (detached)."""
-        opt, clip = self.optimizer, self.config.clip
-        x, y = self._to_device(x, y)
-        with torch.autocast(
-            self.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        ):
-            logits, new_hidden = self.net(x, hidden)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(opt)
-        else:
-            loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else math.inf)
-        loss_value = mean(self.dist, loss.item(), self.device)
-        if self.scaler is not None and math.isfinite(loss_value):
-            # The scaler skips steps with overflowing fp16 gradients and adapts its scale.
-            self.scaler.step(opt)
-            self.scaler.update()
-            gnorm = torch.zeros(())
-        if not (math.isfinite(loss_value) and bool(torch.isfinite(gnorm))):
-            return loss_value, False, new_hidden
-        if self.scaler is None:
-            opt.step()
-        return loss_value, True, detach_hidden(new_hidden)
 
 
 class _RunningMean:
