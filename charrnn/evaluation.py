@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .model.rnn import CharRNN, Hidden
+from .protocols import DEFAULT_BURN_IN, DEFAULT_STREAMS
 from .units import LN2, Score
 
 
@@ -50,8 +51,6 @@ __all__ = [
 ]
 
 
-DEFAULT_STREAMS = 64
-DEFAULT_BURN_IN = 256
 PARALLEL_BLOCK = 1 << 20  # tokens scored at a time in the parallel protocol
 PARALLEL_WINDOW = 128
 
@@ -143,7 +142,8 @@ class StreamEvaluator:
         )
         self.total += total
         self.count += count
-        self.context = torch.cat([self.context, ids])[-(self.burn_in + 1) :]
+        joined = torch.cat([self.context, ids])
+        self.context = joined[joined.numel() - min(self.burn_in + 1, joined.numel()) :]
 
     def result(self) -> Score:
         """The score of every prediction so far: each token but the first, whose characters

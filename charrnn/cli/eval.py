@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..protocols import DEFAULT_BURN_IN, DEFAULT_STREAMS
 from ..store import checkpoint as ck
 from ..text.vocab import show_chars
 from .common import (
@@ -26,14 +27,11 @@ from .common import (
     threads_param,
 )
 
+MAX_BURN_IN = 1 << 30  # more context than any text has; beyond it numbers stop being sizes
+
 if TYPE_CHECKING:
     from ..evaluation import TextScore
 
-# charrnn.evaluation.DEFAULT_STREAMS and DEFAULT_BURN_IN, repeated: charrnn.evaluation imports
-# torch, which the command line must not load to start (``--help``, ``runs``, ``info``);
-# tests/test_sample_cli.py checks that the two agree.
-DEFAULT_STREAMS = 64
-DEFAULT_BURN_IN = 256
 
 EVAL_EPILOG = (
     "Examples:\n\n"
@@ -72,7 +70,7 @@ def eval_command(
     burn_in: int = typer.Option(
         DEFAULT_BURN_IN,
         "--burn-in",
-        parser=Number(int, 0),
+        parser=Number(int, 0, MAX_BURN_IN),
         help="Characters of context read before each piece, unscored.",
         metavar="N",
     ),

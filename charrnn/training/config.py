@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..protocols import DEFAULT_STREAMS
+
 if TYPE_CHECKING:
     from ..model.rnn import Hidden
 
@@ -44,7 +46,7 @@ class TrainConfig:
     # Periodic evaluations are skipped while the time they took in this invocation would exceed
     # this share of it (None: evaluate every ``eval_every`` steps whatever it costs).
     eval_share: float | None = None
-    eval_streams: int = 64  # the parallel protocol of evaluation.py, with its burn-in
+    eval_streams: int = DEFAULT_STREAMS  # the parallel protocol of evaluation.py
     eval_max_tokens: int = 250_000
     seed: int = 1337
     precision: str = "fp32"  # autocast dtype for forward passes in training

@@ -1,17 +1,14 @@
-"""``charrnn sample`` and ``charrnn eval-perplexity`` take their defaults from the library."""
+"""``charrnn sample``: its defaults are the sampling policy's; the command line starts light."""
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 from pathlib import Path
 
 import typer
 
-from charrnn import evaluation
 from charrnn.cli import app
-from charrnn.cli import eval as eval_cli
 from charrnn.sample import policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +22,6 @@ def _defaults(command: str) -> dict[str, object]:
 def test_sample_defaults_are_the_policy_s() -> None:
     d = _defaults("sample")
     assert d["length"] == policy.DEFAULT_LENGTH and d["temp"] == policy.DEFAULT_TEMPERATURE
-
-
-def test_eval_defaults_are_the_evaluation_s() -> None:
-    """The command repeats evaluation's constants (evaluation imports torch); they agree."""
-    assert eval_cli.DEFAULT_STREAMS == evaluation.DEFAULT_STREAMS
-    assert eval_cli.DEFAULT_BURN_IN == evaluation.DEFAULT_BURN_IN
-    d = _defaults("eval-perplexity")
-    assert d["streams"] == evaluation.DEFAULT_STREAMS and d["burn_in"] == evaluation.DEFAULT_BURN_IN
-    score = inspect.signature(evaluation.score_text).parameters
-    assert score["streams"].default == evaluation.DEFAULT_STREAMS
-    assert score["burn_in"].default == evaluation.DEFAULT_BURN_IN
 
 
 def test_the_command_line_starts_without_numpy() -> None:

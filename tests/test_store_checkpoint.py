@@ -11,8 +11,6 @@ import torch
 
 from charrnn.errors import CheckpointError
 from charrnn.store import checkpoint as ck
-from charrnn.store import saving
-from charrnn.store.metrics import METRICS, MetricsLog, read_metrics
 
 
 def _logits(model: torch.nn.Module, vocab_size: int) -> torch.Tensor:
@@ -47,17 +45,6 @@ def _copy_run(trained_run: Path, tmp_path: Path) -> tuple[Path, Path]:
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     return run, ck.resolve_checkpoint(run)
-
-
-def test_half_written_checkpoint_is_ignored(trained_run: Path, tmp_path: Path) -> None:
-    run, best = _copy_run(trained_run, tmp_path)
-    # A save killed half way: a temporary folder with a truncated weights file.
-    tmp = run / ".tmp-step-00009999-123"
-    shutil.copytree(best, tmp)
-    (tmp / ck.MODEL).write_bytes(b"\x00" * 10)
-    assert ck.newest_checkpoint(run) == run / ck.read_pointer(run, ck.LATEST)  # type: ignore[operator]
-    saving.clean_temporary(run)
-    assert not tmp.exists()
 
 
 def test_pointer_to_missing_folder_falls_back(trained_run: Path, tmp_path: Path) -> None:
@@ -183,41 +170,3 @@ def test_cli_reports_a_broken_checkpoint_in_one_line(trained_run: Path, tmp_path
         assert r.exit_code == 1
         assert r.output.count("\n") == 1 and r.output.startswith("charrnn: error: ")
         assert str(best / ck.MODEL) in r.output and "Traceback" not in r.output
-
-
-def test_metrics_log_appends_whole_lines_and_reader_skips_a_partial_one(tmp_path: Path) -> None:
-    log = MetricsLog(tmp_path)
-    log.write({"event": "step", "step": 1, "train_loss": 2.5, "val_loss": float("nan")})
-    # A reader sees the line at once, before close (no buffering).
-    assert read_metrics(tmp_path) == [
-        {"event": "step", "step": 1, "train_loss": 2.5, "val_loss": None}
-    ]
-    log.write({"event": "eval", "step": 2, "val_loss": 2.0})
-    log.close()
-    with open(tmp_path / METRICS, "ab") as f:
-        f.write(b'{"event": "step", "st')  # a line being written right now
-    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
-    lines = (tmp_path / METRICS).read_text().split("\n")
-    assert json.loads(lines[1]) == {"event": "eval", "step": 2, "val_loss": 2.0}
-    assert read_metrics(tmp_path / "nowhere") == []
-
-
-def test_read_metrics_drops_what_a_resumed_session_redoes(tmp_path: Path) -> None:
-    log = MetricsLog(tmp_path)
-    for r in [
-        {"event": "start", "step": 0},
-        {"event": "eval", "step": 10, "val_loss": 3.0},
-        {"event": "step", "step": 12},
-        {"event": "eval", "step": 20, "val_loss": 2.0},  # its checkpoint was lost in a crash
-        {"event": "start", "step": 10},  # resumed from step 10
-        {"event": "eval", "step": 20, "val_loss": 2.1},
-    ]:
-        log.write(r)
-    log.close()
-    got = [(r["event"], r["step"], r.get("val_loss")) for r in read_metrics(tmp_path)]
-    assert got == [
-        ("start", 0, None),
-        ("eval", 10, 3.0),
-        ("start", 10, None),
-        ("eval", 20, 2.1),
-    ]
