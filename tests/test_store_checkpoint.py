@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import struct
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from charrnn.cli import app
 from charrnn.errors import CheckpointError
 from charrnn.store import checkpoint as ck
 
@@ -147,6 +150,32 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         ck.resolve_checkpoint(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="not a charrnn run or checkpoint"):
         ck.resolve_checkpoint(tmp_path)
+
+
+def test_a_folder_of_runs_means_its_newest_run(trained_run: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    old, new = root / "old-gru", root / "new-gru"
+    shutil.copytree(trained_run, old)
+    shutil.copytree(trained_run, new)
+    (root / "README.md").parent.mkdir(exist_ok=True)
+    (root / "README.md").write_text("not a run")
+    best = ck.read_pointer(new, ck.BEST)
+    cfg = new / str(best) / ck.CONFIG
+    os.utime(cfg, (cfg.stat().st_atime + 100, cfg.stat().st_mtime + 100))
+    assert ck.resolve_checkpoint(root) == new / str(best)
+    r = CliRunner().invoke(app, ["sample", "-c", str(root), "--length", "5", "--seed", "1"])
+    assert r.exit_code == 0 and len(r.stdout) == 6, r.output
+
+
+def test_a_run_before_its_first_checkpoint_says_so(tmp_path: Path) -> None:
+    run = tmp_path / "verses-gru"
+    run.mkdir()
+    (run / "tokens-train.bin").write_bytes(b"\x01\x02")
+    (run / ".lock").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"verses-gru: no checkpoint yet"):
+        ck.resolve_checkpoint(run)
+    r = CliRunner().invoke(app, ["sample", "-c", str(run)])
+    assert r.exit_code == 1 and "no checkpoint yet" in r.output and r.output.count("\n") == 1
 
 
 def test_no_pickle_on_the_library_path() -> None:

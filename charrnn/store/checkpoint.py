@@ -55,6 +55,8 @@ TRAINER_TENSORS = "trainer_state.safetensors"
 BEST = "best"
 LATEST = "latest"
 _STEP_RE = re.compile(r"^step-\d+$")
+# What a run folder holds before its first checkpoint (the token cache, the log, the lock).
+RUN_FILES = ("tokens-train.bin", "metrics.jsonl", ".lock")
 
 
 def checkpoint_name(step: int) -> str:
@@ -139,7 +141,9 @@ def best_checkpoint(run_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder, or a run folder (its best checkpoint), to a checkpoint folder."""
+    """A checkpoint folder, a run folder (its best checkpoint) or a folder of runs (its newest
+    run's best) to a checkpoint folder. Raises CheckpointError naming the path otherwise,
+    saying "no checkpoint yet" for a run that has not saved one."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run folder")
@@ -148,9 +152,16 @@ def resolve_checkpoint(path: Path) -> Path:
     if (path / CONFIG).is_file():
         return path
     best = best_checkpoint(path)
-    if best is None:
-        raise CheckpointError(f"{path}: not a charrnn run or checkpoint folder (no {CONFIG})")
-    return best
+    if best is not None:
+        return best
+    newest = newest_run(path)  # a folder of runs: its newest run
+    if newest is not None:
+        return resolve_checkpoint(newest)
+    if any((path / name).exists() for name in RUN_FILES):
+        raise CheckpointError(
+            f"{path}: no checkpoint yet (a run saves its first at its first validation)"
+        )
+    raise CheckpointError(f"{path}: not a charrnn run or checkpoint folder (no {CONFIG})")
 
 
 def newest_run(root: Path) -> Path | None:
