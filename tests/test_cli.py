@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,10 @@ def test_every_command_has_help_with_examples(command: str) -> None:
     r = invoke([command, "--help"])
     assert r.exit_code == 0
     assert "Examples" in r.output and f"charrnn {command}" in r.output
+    # Arguments are shown the Unix way: no Python type labels, no {REQUIRED}... braces.
+    usage = r.output.splitlines()[0]
+    assert "{" not in usage and "]..." not in usage, usage
+    assert not re.search(r"<(list|path|str|int|Path)\b", r.output), r.output
 
 
 def test_top_level_help_shows_examples_and_completion() -> None:

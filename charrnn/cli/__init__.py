@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup
 
 from .common import user_errors
 from .eval import EVAL_EPILOG, eval_command
@@ -21,8 +23,32 @@ from .runs import RUNS_EPILOG, runs_command
 from .sample import SAMPLE_EPILOG, sample_command
 from .train import TRAIN_EPILOG, train_command
 
+
+class _Commands(TyperGroup):
+    """The app's commands, with their arguments shown the Unix way in ``--help`` (``FILE...``,
+    ``[DIR]``) instead of Typer's Python type labels (``FILE... <list[str]>``, ``{RUN...}...``)."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        for param in command.params if command is not None else ():
+            if isinstance(param, TyperArgument):
+                _show_plainly(param)
+        return command
+
+
+def _show_plainly(arg: TyperArgument) -> None:
+    """Typer's argument display hooks, answered per argument (its metavar as given)."""
+    shown = str(arg.metavar or str(arg.name).upper())
+    usage = shown if arg.required else f"[{shown}]"
+    hooks: Any = arg  # instance attributes that shadow the class's methods
+    hooks.display_type_rich = lambda ctx: None
+    hooks._rich_display_name = lambda: shown
+    hooks._usage_display_name = lambda: usage
+
+
 app = typer.Typer(
     name="charrnn",
+    cls=_Commands,
     help="Train character-level RNN language models on any UTF-8 text and generate text.",
     add_completion=True,
     no_args_is_help=True,
