@@ -175,7 +175,12 @@ def train_probe(hidden: int, steps: int, repeats: int, ids: torch.Tensor, vocab_
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", type=float, default=137.0, help="training seconds [137]")
-    ap.add_argument("--corpus", default=str(SHARED / "tinyshakespeare.train.txt"))
+    ap.add_argument(
+        "--corpus",
+        default=str(SHARED / "tinyshakespeare.train.txt"),
+        help="training text [tinyshakespeare's canonical split, from ../shared/corpora beside "
+        "the repository: not part of it; any text with a .val.txt beside it works]",
+    )
     ap.add_argument("--val", default=None, help="validation file [the .val.txt beside corpus]")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"), help="file to append to")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of each speed probe [5]")
@@ -192,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         else corpus.with_name(corpus.name.replace(".train.", ".val."))
     )
     if not corpus.is_file() or not val.is_file() or val == corpus:
-        raise SystemExit(f"bench: need a corpus and a separate validation file ({corpus}, {val})")
+        missing = corpus if not corpus.is_file() else val
+        raise SystemExit(
+            f"bench: {missing}: no such file; give --corpus TRAIN and --val VAL (two separate "
+            "files: tinyshakespeare's canonical split is the default, in ../shared/corpora)"
+        )
     reps = 1 if args.quick else max(1, args.repeats)
     scale = 0.1 if args.quick else 1.0
     threads = torch.get_num_threads()

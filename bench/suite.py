@@ -231,7 +231,8 @@ def check_inputs(corpora: Path, names: list[str], plain: Path) -> None:
         hint = (
             GET_SHAKESPEARE
             if any("tinyshakespeare" in p.name for p in missing)
-            else "the suite corpora are described in the README's Performance section"
+            else "give --corpora DIR (default ../shared/corpora beside the repository; "
+            "docs/performance.md says what each corpus is and where it comes from)"
         )
         raise SystemExit(f"bench/suite.py: missing {', '.join(str(p) for p in missing)}: {hint}")
     if not plain.is_file():
