@@ -52,7 +52,7 @@ def test_runs_lists_and_sorts(runs_root: Path) -> None:
 
 
 def test_runs_errors_and_empty_folders(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["runs", str(tmp_path), "--sort", "size"])
+    r = runner.invoke(app, ["runs", str(tmp_path), "--sort", "colour"])
     assert r.exit_code == 2
     r = runner.invoke(app, ["runs", str(tmp_path / "nope")])
     assert r.exit_code == 1 and r.output == f"charrnn: error: {tmp_path / 'nope'}: no such folder\n"

@@ -70,6 +70,7 @@ def test_sort_runs(old_run: Path) -> None:
     a = replace(base, name="a", best_val_bits_per_char=None, parameters=5, steps=9, modified=3.0)
     b = replace(base, name="b", best_val_bits_per_char=2.0, parameters=7, steps=9, modified=1.0)
     c = replace(base, name="c", best_val_bits_per_char=1.0, parameters=5, steps=1, modified=2.0)
+    a, b, c = (replace(r, size_bytes=n) for r, n in ((a, 10), (b, 30), (c, 20)))
     runs = [b, c, a]
 
     def names(key: str, reverse: bool = False) -> list[str]:
@@ -81,8 +82,9 @@ def test_sort_runs(old_run: Path) -> None:
     assert names("bpc", reverse=True) == ["a", "b", "c"]
     assert names("params") == ["b", "a", "c"]
     assert names("steps") == ["a", "b", "c"]
+    assert names("size") == ["b", "c", "a"]  # most bytes first
     with pytest.raises(ValueError, match="sort key"):
-        catalog.sort_runs(runs, "size")
+        catalog.sort_runs(runs, "colour")
 
 
 def test_corpus_and_origin_names() -> None:

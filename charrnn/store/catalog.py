@@ -20,7 +20,7 @@ from ..units import best_bits_per_char, bits, perplexity_of
 from . import checkpoint as ck
 from .tensorfile import check_header, read_arrays
 
-SORT_KEYS = ("name", "when", "bpc", "params", "steps")
+SORT_KEYS = ("name", "when", "bpc", "params", "steps", "size")
 
 
 def count_parameters(model: dict[str, Any]) -> int:
@@ -137,8 +137,8 @@ def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
 
 
 def sort_runs(runs: list[RunSummary], key: str, reverse: bool = False) -> list[RunSummary]:
-    """Sort by ``key``: name A-Z, when newest first, bpc best first, params and steps most
-    first. Runs without a validation figure go last when sorting by bpc."""
+    """Sort by ``key``: name A-Z, when newest first, bpc best first, params, steps and size
+    (bytes on disk) most first. Runs without a validation figure go last when sorting by bpc."""
     if key not in SORT_KEYS:
         raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}")
     if key == "name":
@@ -154,6 +154,8 @@ def sort_runs(runs: list[RunSummary], key: str, reverse: bool = False) -> list[R
         out = sorted(runs, key=bpc)
     elif key == "params":
         out = sorted(runs, key=lambda r: (-r.parameters, r.name))
+    elif key == "size":
+        out = sorted(runs, key=lambda r: (-r.size_bytes, r.name))
     else:
         out = sorted(runs, key=lambda r: (-r.steps, r.name))
     return out[::-1] if reverse else out
