@@ -35,11 +35,11 @@ def debug_enabled() -> bool:
 # ------------------------------------------------------------------------------ helpers
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|ms)?", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)?", re.IGNORECASE)
 
 
 def parse_duration(value: str | None) -> float | None:
-    """``90``, ``90s``, ``10m``, ``2h``, ``1h30m`` -> seconds."""
+    """``90``, ``90s``, ``10m``, ``2h``, ``1h30m``, ``250ms`` -> seconds."""
     if value is None:
         return None
     text = value.strip().lower()

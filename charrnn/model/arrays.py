@@ -44,7 +44,8 @@ class ArrayModel:
         want = weight_shapes(self.config)
         got = {k: tuple(a.shape) for k, a in self.arrays.items()}
         if got != want:
-            raise ValueError(f"weights do not match the config: {sorted(set(got) ^ set(want))}")
+            names = sorted(set(got) ^ set(want)) or sorted(k for k in want if got[k] != want[k])
+            raise ValueError(f"weights do not match the config: {names}")
 
     def weight(self, name: str) -> np.ndarray:
         """The weight ``name`` (``head.weight`` is the embedding's when tied)."""

@@ -57,6 +57,8 @@ Expected = Mapping[str, tuple[tuple[int, ...], Any]]
 
 def dtype_name(dtype: Any) -> str:
     """The safetensors name (``F32``, ...) of a dtype given by that name, by torch or by NumPy."""
+    if isinstance(dtype, type):  # a NumPy scalar type such as np.float32
+        dtype = getattr(dtype, "__name__", dtype)
     name = str(dtype).removeprefix("torch.")
     return name if name in _ITEMSIZE else _NAMES.get(name, name)
 
