@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -248,3 +249,19 @@ def test_a_time_budget_keeps_time_for_the_final_validation_and_ends_its_schedule
     # without the reserve it would overrun by the whole validation.
     overrun = last.elapsed + final_eval - cfg.max_time
     assert overrun < 0.5 * final_eval, (last.elapsed, final_eval)
+
+
+def test_a_time_limited_cosine_never_rises_when_validations_revise_the_reserve() -> None:
+    """The reserve for the final validation starts as an estimate and is replaced by each
+    validation's time: the learning rate after warm-up must still only fall."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=20, hidden=64, layers=1, embed_dim=8))
+    cfg = TrainConfig(
+        batch_size=4, seq_len=8, lr=1e-2, warmup_steps=0, max_time=2.0, eval_every=15, seed=1
+    )
+    events: list[object] = []
+    train, val = torch.randint(0, 20, (20000,)), torch.randint(0, 20, (40000,))
+    Trainer(model, train, val, cfg, callbacks=[events.append]).run()
+    lrs = [e.lr for e in events if isinstance(e, Stepped)]
+    assert sum(isinstance(e, Evaluated) for e in events) >= 2
+    assert all(b <= a for a, b in itertools.pairwise(lrs)), lrs

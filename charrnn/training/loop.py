@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import TrainingError
-from ..evaluation import DEFAULT_BURN_IN, evaluate_chunks
+from ..evaluation import DEFAULT_BURN_IN, PARALLEL_WINDOW, evaluate_chunks
 from ..model.rnn import CharRNN, Hidden, hidden_from_tensors, hidden_tensors
 from ..units import Score, nats_per_char
 from . import schedule
@@ -94,6 +94,7 @@ class Trainer:
         self._session_p0 = schedule.session_start(self.state.progress, self.state.finished)
         self._session_start = 0.0
         self.eval_clock = _EvalClock()
+        self._progress_high = 0.0  # the furthest progress of this session (see progress())
         self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
         self._recent = _RunningMean()  # of the latest training losses (nats/token)
         self._last_time = 0.0
@@ -104,9 +105,12 @@ class Trainer:
         the time kept for the final validation as spent: the schedule reaches its end when the
         budget stops training."""
         spent = session_elapsed + self._eval_reserve()
-        return schedule.progress(
+        p = schedule.progress(
             self.config, self.state, self.steps_per_epoch, spent, self._session_p0
         )
+        # The reserve is revised by each validation: progress never goes back for it.
+        self._progress_high = max(self._progress_high, p) if p == p else p
+        return self._progress_high
 
     def _eval_reserve(self) -> float:
         """Seconds a time budget keeps for the final validation (see :class:`_EvalClock`)."""
@@ -270,21 +274,24 @@ class _EvalClock:
 
 
 def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
-    """About how long validating ``n_tokens`` tokens takes: one timed forward pass of the
-    validation's streams over a few positions, scaled to the protocol's positions (its tokens
-    per stream plus the burn-in), and a tenth more. No weights and no random state change."""
-    steps, was_training = 16, model.training
+    """About how long validating ``n_tokens`` tokens takes: a forward pass of the validation's
+    streams over one window of the protocol, timed twice (the faster counts: a busy moment
+    must not inflate it), scaled to the protocol's positions (its tokens per stream plus the
+    burn-in), and a tenth more. No weights and no random state change."""
+    steps, was_training = PARALLEL_WINDOW, model.training
     x = torch.zeros(c.eval_streams, steps, dtype=torch.long, device=next(model.parameters()).device)
     model.eval()
     try:
         with torch.no_grad():
             model(x[:, :2])  # warm-up
-            t0 = time.perf_counter()
-            model(x)
-            per_position = (time.perf_counter() - t0) / steps
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t0)
     finally:
         model.train(was_training)
-    return 1.1 * per_position * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
+    return 1.1 * min(times) / steps * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
 
 
 def _evaluated(
