@@ -175,14 +175,19 @@ def _lock_or_refuse(fd: int, run_dir: Path) -> None:
         raise CharRNNError(f"{run_dir}: cannot lock the run folder ({e.strerror})") from None
 
 
-def _holder(fd: int) -> str:
-    """``pid 1234`` (``pid 1234 on HOST`` for another host) from the lock file's note."""
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        note: Any = json.loads(os.read(fd, 4096).decode("utf-8"))
-        pid, host = int(note["pid"]), str(note.get("host") or "")
-    except (OSError, ValueError, TypeError, KeyError):
-        return "pid unknown"  # the holder has locked but not yet written its note
+def _holder(fd: int, tries: int = 20) -> str:
+    """``pid 1234`` (``pid 1234 on HOST`` for another host) from the lock file's note, which
+    the holder writes just after it locks: read again for a moment while it is not there."""
+    for attempt in range(tries):
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            note: Any = json.loads(os.read(fd, 4096).decode("utf-8"))
+            pid, host = int(note["pid"]), str(note.get("host") or "")
+            break
+        except (OSError, ValueError, TypeError, KeyError):
+            if attempt == tries - 1:
+                return "pid unknown"  # locked, and no note yet
+            time.sleep(0.01)
     here = socket.gethostname()
     return f"pid {pid}" if host in ("", here) else f"pid {pid} on {host}"
 
