@@ -357,3 +357,43 @@ def test_expected_epochs() -> None:
     assert defaults.expected_epochs(tc, n, float("inf")) is None  # a time limit, no step time
     assert defaults.expected_epochs(tc, n, 10.0 * 0.95 / 84) == pytest.approx(84 * 128 / n)
     assert defaults.expected_epochs(replace(tc, max_epochs=2.0), n, 1e-6) == 2.0  # the nearest
+
+
+def test_threads_pin_a_run_nothing_is_measured_and_a_resume_keeps_them(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--threads N`` pins a run: no precision probe (it could choose differently on a busy
+    moment), and a plain ``--resume`` keeps N threads, so that N steps + resume + N steps
+    give the weights of 2N steps bit for bit."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000])
+    monkeypatch.setattr(plan, "native_bf16", lambda: True)  # a probe would be possible
+    probed: list[object] = []
+    real_probe = plan.probe_steps
+
+    def spy(model, batch, seq, counts, precisions):  # type: ignore[no-untyped-def]
+        probed.append((tuple(counts), tuple(precisions)))
+        return real_probe(model, batch, seq, counts, precisions)
+
+    monkeypatch.setattr(plan, "probe_steps", spy)
+    before = torch.get_num_threads()
+    try:
+        straight = open_run(_request(corpus, tmp_path / "straight", max_steps=8), CPU, threads=1)
+        assert straight.train_config.precision == "fp32" and straight.plan.bf16_speedup is None
+        assert all("bf16" not in p for _, p in probed), probed
+        straight.train()
+        calls = iter(range(100))
+        split = open_run(_request(corpus, tmp_path / "split", max_steps=8), CPU, threads=1)
+        assert split.train(should_stop=lambda: next(calls) >= 4).step == 4  # interrupted
+        saved = json.loads((tmp_path / "split" / "step-00000004" / "config.json").read_text())
+        assert saved["plan"]["pinned_threads"] == 1
+        torch.set_num_threads(2)  # a new process would start with every core
+        resumed = open_run(TrainRequest.from_options(resume=str(tmp_path / "split")), CPU)
+        assert torch.get_num_threads() == 1 and resumed.plan.pinned_threads == 1
+        assert any("as the run was started (--threads)" in n for n in resumed.notices)
+        resumed.train()
+    finally:
+        torch.set_num_threads(before)
+    a = {k: v for k, v in straight.model.state_dict().items()}
+    b = resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

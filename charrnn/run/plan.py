@@ -49,6 +49,7 @@ class Plan:
     thread_candidates: tuple[int, ...] = ()  # what the probe compared
     bf16_speedup: float | None = None  # fp32 / bf16 step time, where the precision was probed
     notes: tuple[str, ...] = ()  # the choices to tell the user about
+    pinned_threads: int | None = None  # the user's --threads, which a resume keeps
 
     def machine(self) -> dict[str, Any]:
         """What ``config.json`` keeps under ``plan`` (the configs have sections of their own)."""
@@ -71,6 +72,7 @@ class Plan:
             thread_candidates=tuple(d.get("thread_candidates") or ()),
             bf16_speedup=d.get("bf16_speedup"),
             notes=tuple(d.get("notes") or ()),
+            pinned_threads=d.get("pinned_threads"),
         )
 
 
@@ -218,14 +220,16 @@ def plan_new_run(
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     auto = defaults.precision(device.type, bf16)
     tc, notice = train_config(req, mc.cell, corpus.train_ids.numel(), auto)
-    m = _measure(mc, tc, device, dist, req.precision is None, threads)
+    # --threads pins the run: nothing is measured that could choose differently next time
+    # (the precision stays the device's default unless --precision says otherwise).
+    m = _measure(mc, tc, device, dist, req.precision is None and threads is None, threads)
     tc = replace(tc, precision=m.precision)
     notes = [notice] if notice else []
     if not dist.enabled:
         mc, tc, note = _fit_to_length(req, mc, tc, int(corpus.train_ids.numel()), m, device)
         notes += [note] if note else []
     name = None if req.out else auto_name(req.corpus.sources[0], mc.cell)
-    return Plan(mc, tc, name, m.threads, m.candidates, m.bf16_speedup, tuple(notes))
+    return Plan(mc, tc, name, m.threads, m.candidates, m.bf16_speedup, tuple(notes), threads)
 
 
 def plan_resumed_run(
@@ -235,11 +239,21 @@ def plan_resumed_run(
     device: torch.device,
     dist: Dist,
     threads: int | None = None,
+    pinned: int | None = None,
 ) -> Plan:
     """The plan of a resumed session: the run's own configs (``tc`` with the request's new
-    limits already applied), and the thread count measured as for a new run."""
+    limits already applied), and the thread count: the resume's --threads, else the one the
+    run was pinned to (``pinned``: its saved plan's), else measured as for a new run.
+    A pinned count is applied here (``torch.set_num_threads``)."""
+    notes: tuple[str, ...] = ()
+    if threads is None and pinned and device.type == "cpu":
+        threads = pinned
+        torch.set_num_threads(threads)
+        notes = (
+            f"{threads} thread{'s' if threads > 1 else ''}, as the run was started (--threads)",
+        )
     m = _measure(mc, tc, device, dist, False, threads)
-    return Plan(mc, tc, None, m.threads, m.candidates, None, ())
+    return Plan(mc, tc, None, m.threads, m.candidates, None, notes, threads)
 
 
 def _fit_to_length(

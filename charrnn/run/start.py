@@ -189,7 +189,10 @@ def _resume(req: TrainRequest, device: torch.device, dist: Dist, threads: int | 
             corpus = open_corpus(run_dir, loaded.vocab, config["data"])
         model = loaded.model
         model.train()
-        plan = plan_resumed_run(req, model.config, tc, device, dist, threads)
+        saved = config.get("plan")
+        pinned = saved.get("pinned_threads") if isinstance(saved, dict) else None
+        pinned = pinned if isinstance(pinned, int) and pinned > 0 else None
+        plan = plan_resumed_run(req, model.config, tc, device, dist, threads, pinned)
         optimizer, state = restore_training(ckpt, model, tc, device)
         metrics = config.get("metrics")
         return Run(
