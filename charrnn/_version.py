@@ -1,3 +1,3 @@
 """The version of charrnn: a leaf module, read by the package and by what writes checkpoints."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -103,8 +103,9 @@ def test_readme_python_api_snippet_runs(
     printed = capsys.readouterr().out
     assert printed.startswith("THE ")
     assert re.search(r"^\d+\.\d{3} bits/char, perplexity \d+\.\d{2}$", printed, re.M)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "corpora"]
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["verses-gru"]
+    # its own folder, outside ./checkpoints: a later plain `charrnn sample` is not affected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpora", "demo"]
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["verses-gru"]
 
 
 # ------------------------------------------------------------------------------ generate

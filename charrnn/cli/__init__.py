@@ -60,7 +60,8 @@ app = typer.Typer(
         "Examples:\n\n"
         "  charrnn train corpora/verses.txt && charrnn sample | head\n\n"
         "  charrnn runs --sort bpc\n\n"
-        "Shell completion: charrnn --install-completion (or --show-completion SHELL)."
+        "Shell completion: charrnn --install-completion, or --show-completion to print the\n"
+        "script of the shell it is typed in."
     ),
 )
 

@@ -20,7 +20,7 @@ from .common import find_checkpoint, format_duration, human_bytes, out_or_quiet
 INFO_EPILOG = (
     "Examples:\n\n"
     "  charrnn info checkpoints/verses-gru\n\n"
-    "  charrnn info checkpoints/verses-gru/step-00000400 --json"
+    "  charrnn info checkpoints/verses-450/step-00000450 --json"
 )
 
 
