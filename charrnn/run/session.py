@@ -188,12 +188,13 @@ class Run:
         cpt = self.corpus.train_chars_per_token
         recorder = MetricsRecorder(self.metrics_log, every, self._clock, cpt)
         mine: list[Callback] = [recorder] if self.dist.is_main else []
+        watch = _load_watch(self.plan, self.model, on_note)
         self.trainer = Trainer(
             self.model,
             self.corpus.train_ids,
             self.corpus.val_ids,
             self.train_config,
-            callbacks=[*mine, self._on_event, *callbacks, *self._load_watch(on_note)],
+            callbacks=[*mine, self._on_event, *callbacks, *watch],
             state=self.state,
             optimizer=self.optimizer,
             should_stop=should_stop,
@@ -223,16 +224,6 @@ class Run:
             self.close()
         return state
 
-    def _load_watch(self, on_note: Callable[[str], None] | None) -> list[Callback]:
-        """The load watch, when the plan chose the thread count (it may choose again)."""
-        plan, tc = self.plan, self.plan.training
-        if plan.threads is None:
-            return []
-        candidates = plan.thread_candidates
-        watch = LoadWatch(self.model, tc.batch_size, tc.seq_len, candidates, tc.precision)
-        watch.report = on_note
-        return [watch]
-
     def close(self) -> None:
         """End the run without training (or again): let the next writer into its folder. A run
         never closed keeps its lock until the process ends, when the OS drops it."""
@@ -242,3 +233,15 @@ class Run:
         """Remove the run folder this run created if no checkpoint made it to disk."""
         if self.created and self.dist.is_main:
             folder.discard_if_empty(self.run_dir)
+
+
+def _load_watch(
+    plan: Plan, model: CharRNN, on_note: Callable[[str], None] | None
+) -> list[Callback]:
+    """The load watch, when the plan chose the thread count (it may choose again)."""
+    tc = plan.training
+    if plan.threads is None:
+        return []
+    watch = LoadWatch(model, tc.batch_size, tc.seq_len, plan.thread_candidates, tc.precision)
+    watch.report = on_note
+    return [watch]
