@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.evaluation import score_text
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.run import defaults, loadwatch, plan
+from charrnn.run import defaults, loadwatch, plan, session
 from charrnn.run.probes import StepTimes
 from charrnn.run.request import TrainRequest
 from charrnn.run.start import open_run
@@ -183,10 +183,15 @@ def test_only_a_probed_thread_count_is_watched(
     torch.set_num_threads(2)
     try:
         probed = open_run(_request(corpus, tmp_path / "a"), CPU)
-        assert probed.plan.threads == 2 and len(probed._load_watch(None)) == 1
+        assert (
+            probed.plan.threads == 2
+            and len(session._load_watch(probed.plan, probed.model, None)) == 1
+        )
         probed.lock.release()
         fixed = open_run(_request(corpus, tmp_path / "b"), CPU, threads=2)
-        assert fixed.plan.threads is None and fixed._load_watch(None) == []
+        assert (
+            fixed.plan.threads is None and session._load_watch(fixed.plan, fixed.model, None) == []
+        )
     finally:
         torch.set_num_threads(before)
 
