@@ -17,6 +17,13 @@ context; with K of a few hundred the result matches the exact figure to a tiny t
 
 Long inputs are scored in blocks of bounded size; a block's burn-ins come from the text before
 it, so only the very first characters of a file are read from the zero state (as exactly).
+
+Memory: a step of either protocol holds its logits and their log-probabilities, 8 bytes per
+stream, time step and vocabulary entry. A large vocabulary (65,601 entries: 2.1 GB for 64
+streams of 128 steps) gets shorter steps, and past that fewer streams per step, so that a step
+stays within :data:`LOGITS_BUDGET` (:func:`step_shape`). The protocol is unchanged: the state is
+carried from one step to the next and the streams are independent rows, so the figures are the
+same, to float rounding, however a text is stepped through.
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ __all__ = [
     "Score",
     "StreamEvaluator",
     "TextScore",
-    "evaluate",
     "evaluate_chunks",
     "score_text",
     "token_lengths",
@@ -53,6 +59,20 @@ __all__ = [
 
 PARALLEL_BLOCK = 1 << 20  # tokens scored at a time in the parallel protocol
 PARALLEL_WINDOW = 128
+LOGITS_BUDGET = 256 << 20  # bytes of logits (and log-probabilities) one scoring step may hold
+
+
+def step_shape(
+    streams: int, vocab_size: int, window: int, budget: int = LOGITS_BUDGET
+) -> tuple[int, int]:
+    """(rows, steps) of a scoring step: how many of ``streams`` rows run together, over how
+    many time steps (``window`` at most), so that the step's logits and their log-probabilities
+    (8 bytes per row, time step and vocabulary entry) stay within ``budget`` bytes: shorter
+    steps first, then fewer rows (at least one row of one step)."""
+    positions = max(1, budget // (8 * max(1, vocab_size)))
+    steps = max(1, min(window, positions // max(1, streams)))
+    rows = max(1, min(streams, positions // steps))
+    return rows, steps
 
 
 class StreamEvaluator:
@@ -69,6 +89,7 @@ class StreamEvaluator:
         burn_in: int = DEFAULT_BURN_IN,
         block: int = PARALLEL_BLOCK,
         lengths: torch.Tensor | None = None,
+        budget: int = LOGITS_BUDGET,
     ) -> None:
         if streams < 1 or burn_in < 0 or block < 1:
             raise ValueError("streams and block must be >= 1 and burn_in >= 0")
@@ -77,6 +98,7 @@ class StreamEvaluator:
         self.streams = streams
         self.burn_in = burn_in
         self.block = block
+        self.budget = budget  # bytes of logits a step may hold (see step_shape)
         self.device = next(model.parameters()).device
         self.hidden: Hidden | None = None
         self.last: torch.Tensor | None = None  # (1, 1): last token of the previous chunk
@@ -116,12 +138,13 @@ class StreamEvaluator:
         seq = ids.view(1, -1).to(self.device)
         if self.last is not None:
             seq = torch.cat([self.last, seq], dim=1)
+        _, window = step_shape(1, self.model.config.vocab_size, self.window, self.budget)
         was_training = self.model.training
         self.model.eval()
         try:
-            for i in range(0, seq.size(1) - 1, self.window):
-                x = seq[:, i : i + self.window]  # (1, T)
-                y = seq[:, i + 1 : i + 1 + self.window]  # (1, T')
+            for i in range(0, seq.size(1) - 1, window):
+                x = seq[:, i : i + window]  # (1, T)
+                y = seq[:, i + 1 : i + 1 + window]  # (1, T')
                 x = x[:, : y.size(1)]
                 logits, self.hidden = self.model(x, self.hidden)  # (1, T, V)
                 self.total += F.cross_entropy(
@@ -138,7 +161,7 @@ class StreamEvaluator:
         ids = torch.cat(self.pending)
         self.pending, self.pending_n = [], 0
         total, count = score_parallel(
-            self.model, self.context, ids, self.streams, self.burn_in, PARALLEL_WINDOW
+            self.model, self.context, ids, self.streams, self.burn_in, PARALLEL_WINDOW, self.budget
         )
         self.total += total
         self.count += count
@@ -160,10 +183,12 @@ def score_parallel(
     streams: int,
     burn_in: int,
     window: int = PARALLEL_WINDOW,
+    budget: int = LOGITS_BUDGET,
 ) -> tuple[float, int]:
     """Summed loss (nats) and count of the predictions of ``ids`` (1-D), the text that follows
     ``context`` (1-D, possibly empty: then ``ids[0]`` is not predicted), by the parallel
-    protocol. Returns (0.0, 0) when there is nothing to predict."""
+    protocol, in steps of at most ``window`` time steps whose logits fit in ``budget`` bytes
+    (:func:`step_shape`). Returns (0.0, 0) when there is nothing to predict."""
     full = torch.cat([context.reshape(-1).cpu(), ids.reshape(-1).cpu()])
     n = full.numel()
     q0 = max(1, context.numel())  # position of the first counted target
@@ -189,25 +214,38 @@ def score_parallel(
         x[r, :w] = full[start : t1 - 1]
         y[r, :w] = full[start + 1 : t1]
         counted[r, t0 - 1 - start : w] = True
-    device = next(model.parameters()).device
-    x, y, counted = x.to(device), y.to(device), counted.to(device)
+    group, steps = step_shape(len(rows), model.config.vocab_size, window, budget)
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    hidden: Hidden | None = None
     try:
-        with torch.inference_mode():
-            for i in range(0, width, window):
-                logits, hidden = model(x[:, i : i + window], hidden)  # (S, T, V)
-                ce = F.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)).float(),
-                    y[:, i : i + window].reshape(-1),
-                    reduction="none",
-                )  # (S*T,)
-                total += ce[counted[:, i : i + window].reshape(-1)].double().sum()
+        total = sum(
+            _score_rows(model, x[a : a + group], y[a : a + group], counted[a : a + group], steps)
+            for a in range(0, len(rows), group)
+        )
     finally:
         model.train(was_training)
     return float(total), int(counted.sum())
+
+
+def _score_rows(
+    model: CharRNN, x: torch.Tensor, y: torch.Tensor, counted: torch.Tensor, steps: int
+) -> float:
+    """Summed loss of the counted predictions of rows ``x`` (inputs, (R, W)) and ``y``
+    (targets), each row read from a zero state, ``steps`` time steps at a time."""
+    device = next(model.parameters()).device
+    x, y, counted = x.to(device), y.to(device), counted.to(device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    hidden: Hidden | None = None
+    with torch.inference_mode():
+        for i in range(0, x.size(1), steps):
+            logits, hidden = model(x[:, i : i + steps], hidden)  # (R, T, V)
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(),
+                y[:, i : i + steps].reshape(-1),
+                reduction="none",
+            )  # (R*T,)
+            total += ce[counted[:, i : i + steps].reshape(-1)].double().sum()
+    return float(total)
 
 
 def evaluate_chunks(
@@ -231,12 +269,6 @@ def evaluate_chunks(
     if chars is not None:
         ev.chars = chars
     return ev.result()
-
-
-def evaluate(model: CharRNN, ids: torch.Tensor, streams: int = 1, window: int = 1024) -> Score:
-    """Mean loss of ``model`` on ``ids`` (1-D): exact with ``streams=1``, else the parallel
-    protocol (``streams`` pieces side by side, each after a burn-in; see the module docstring)."""
-    return evaluate_chunks(model, [ids], window=window, streams=streams)
 
 
 def token_lengths(itos: Sequence[str]) -> torch.Tensor:
