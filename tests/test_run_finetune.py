@@ -189,11 +189,16 @@ def test_new_characters_fine_tune_and_are_known_afterwards(
     best = ck.read_pointer(trained_run, ck.BEST)
     assert best is not None
     step = int(best.split("-")[1])
-    origin = {"run": str(trained_run.resolve()), "checkpoint": best, "step": step}
+    origin = {
+        "run": str(trained_run.resolve()),
+        "checkpoint": best,
+        "step": step,
+        "given": str(trained_run),
+    }
     assert child.config["init_from"] == origin
     assert ck.load_model(trained_run).config.get("init_from") is None
     info = runner.invoke(app, ["info", str(out)])
-    assert f"init from   {trained_run.resolve()}/{best} (step {step}): fine-tuned" in info.stdout
+    assert f"init from   {trained_run}/{best} (step {step}): fine-tuned" in info.stdout
     assert (
         json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)["init_from"] == origin
     )
@@ -319,3 +324,21 @@ def test_patience_bookkeeping() -> None:
     assert stop_reason(TrainConfig(max_steps=100), s, 0.0, False, False) is None
     with pytest.raises(Exception, match="--patience 0"):
         TrainRequest.from_options(patience=0)
+
+
+def test_the_parent_is_shown_as_the_user_named_it(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative --init-from stays relative in the start line and in info."""
+    import shutil
+
+    shutil.copytree(trained_run, tmp_path / "parent", ignore=shutil.ignore_patterns(".lock"))
+    (tmp_path / "new.txt").write_text("some new text\n" * 80, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    best = ck.read_pointer(Path("parent"), ck.BEST)
+    args = ["train", "new.txt", "--init-from", "parent", "--max-steps", "2", "--out", "child"]
+    r = runner.invoke(app, [*args, "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert f"starts from: parent/{best} (step " in r.output
+    info = runner.invoke(app, ["info", "child"])
+    assert f"init from   parent/{best} (step " in info.stdout

@@ -6,7 +6,6 @@ can be, then reported on stderr (exit 1).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import typer
 
 from ..errors import CharRNNError
 from ..store import catalog
+from ..store.atomic import json_text
 from ..text.vocab import UNK
 from .common import find_checkpoint, format_duration, human_bytes, out_or_quiet
 
@@ -65,7 +65,7 @@ def info_text(d: dict[str, Any]) -> str:
     ]
     origin = d.get("init_from")
     if origin:
-        where = f"{origin.get('run')}/{origin.get('checkpoint')}"
+        where = catalog.origin_path(origin)
         lines.append(f"init from   {where} (step {_value(origin.get('step'))}): fine-tuned")
     lines += [
         f"model       {str(m.get('cell', '?')).upper()} {m.get('layers')}x{m.get('hidden')}, "
@@ -123,7 +123,7 @@ def info_command(
     """Describe a checkpoint: model, parameters, vocabulary, training arguments, metrics."""
     d = catalog.describe_checkpoint(find_checkpoint(checkpoint, "name a run or checkpoint folder"))
     if as_json:
-        out_or_quiet(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        out_or_quiet(json_text(d, indent=2) + "\n")
     else:
         out_or_quiet(info_text(d))
     if d["problems"]:  # described as far as it could be, then flagged: exit 1

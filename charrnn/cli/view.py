@@ -10,7 +10,6 @@ lines: one per evaluation and a progress line every :data:`PLAIN_EVERY` seconds.
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,10 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from ..run.session import Run
 from ..store import checkpoint as ck
+from ..store.catalog import origin_path
 from ..training.config import TrainerState
 from ..training.events import Evaluated, Event, Finished, Skipped, Started, Stepped
 from ..units import best_bits_per_char, bits
 from .common import err, format_duration
+from .streams import shell_quote
 
 if TYPE_CHECKING:
     import torch
@@ -92,7 +93,7 @@ def header(r: Run, device: str) -> None:
     )
     err.print(f"run folder: {r.run_dir}", markup=False)
     if r.init_from and not r.resumed:
-        origin = f"{r.init_from['run']}/{r.init_from['checkpoint']}"
+        origin = origin_path(r.init_from)
         err.print(f"starts from: {origin} (step {r.init_from['step']})", markup=False)
     for n in r.notices:
         err.print(f"note: {n}", markup=False)
@@ -283,6 +284,6 @@ class Reporter:
         best = ck.read_pointer(r.run_dir, ck.BEST)  # the pointer is the one source of truth
         lines.append(f"checkpoints: {r.run_dir} (best: {best or '-'})")
         lines.append(f"metrics: {r.metrics_log.path}")
-        lines.append(f"sample with: charrnn sample -c {shlex.quote(str(r.run_dir))}")
+        lines.append(f"sample with: charrnn sample -c {shell_quote(str(r.run_dir))}")
         for line in lines:
             err.print(line, markup=False)

@@ -13,7 +13,8 @@ A subword parent keeps its tokenizer (no pieces are added). The optimizer starts
 parent's AdamW moments belong to another text), at
 :func:`charrnn.run.defaults.finetune_learning_rate`
 unless ``--lr`` is given, with the usual warm-up. ``config.json`` records where the run started
-under ``init_from``: ``{"run": ..., "checkpoint": ..., "step": ...}``.
+under ``init_from``: ``{"run": ..., "checkpoint": ..., "step": ..., "given": ...}`` (``given``:
+the path as the user typed it, shown by ``info`` and the start line).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def prepare(req: TrainRequest) -> tuple[TrainRequest, Parent | None]:
         "run": str(loaded.path.parent.resolve()),
         "checkpoint": loaded.path.name,
         "step": step if isinstance(step, int) else None,
+        "given": req.init_from,  # as the user typed it (relative stays relative), for display
     }
     filled = replace(
         req,

@@ -105,6 +105,14 @@ def _first_problem(ckpt: Path) -> str | None:
     return found[0] if found else None
 
 
+def origin_path(origin: dict[str, Any]) -> str:
+    """Where a fine-tuned run started, as the user named it: ``checkpoints/verses-gru/step-N``
+    (the absolute run folder for runs that did not record the path given)."""
+    checkpoint = str(origin.get("checkpoint") or "?")
+    label = str(origin.get("given") or origin.get("run") or "?")
+    return label if Path(label).name == checkpoint else f"{label.rstrip('/')}/{checkpoint}"
+
+
 def origin_of(config: dict[str, Any]) -> dict[str, Any] | None:
     """Where the run of a checkpoint's config.json started, ``{"run", "checkpoint", "step"}``
     (``charrnn train --init-from``); None for a run trained from scratch."""
