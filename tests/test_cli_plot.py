@@ -129,3 +129,24 @@ def test_plot_skips_what_is_not_a_run_and_names_a_missing_path(
     assert r.exit_code == 1 and r.output == f"charrnn: error: {root / 'nope'}: no such run folder\n"
     r = runner.invoke(app, ["plot", str(root / "README.md"), str(root / "empty"), "-o", str(out)])
     assert r.exit_code == 1 and "no run folder among the 2 paths given" in r.output
+
+
+def test_the_best_validation_and_each_resume_are_marked(tmp_path: Path, small_text: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(small_text[:6000], encoding="utf-8")
+    tiny = dict(hidden=16, layers=1, embed_dim=8, batch_size=8, seq_len=16, eval_every=3)
+    req = TrainRequest.from_options(
+        sources=(str(corpus),), out=str(tmp_path / "r"), max_steps=6, **tiny
+    )
+    open_run(req, torch.device("cpu"), threads=1).train()
+    again = TrainRequest.from_options(resume=str(tmp_path / "r"), max_steps=9)
+    open_run(again, torch.device("cpu"), threads=1).train()
+    c = curve(tmp_path / "r")
+    assert c.best is not None and c.bits[c.best] == min(c.bits)
+    assert len(c.resumes) == 1 and c.resumes[0][1] == c.chars[1]  # resumed from step 6
+    fig = figure([c])
+    by_time, by_chars = fig.axes
+    stars = [ln for ln in by_time.lines if ln.get_marker() == "*"]
+    assert len(stars) == 1 and list(stars[0].get_ydata()) == [min(c.bits)]
+    dotted = [ln for ln in by_chars.lines if ln.get_linestyle() == ":"]
+    assert len(dotted) == 1 and list(dotted[0].get_xdata()) == [c.resumes[0][1]] * 2

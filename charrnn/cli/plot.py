@@ -15,14 +15,15 @@ from typing import Any
 
 import typer
 
-from ..errors import CharRNNError, CheckpointError
+from ..errors import CharRNNError, CheckpointError, terminal_text
 from ..store import checkpoint as ck
 from ..store.metrics import METRICS, read_metrics
 from .common import Number, err
+from .streams import shown
 
 PLOT_EPILOG = (
     "Examples:\n\n"
-    "  charrnn plot checkpoints/verses-gru checkpoints/verses-lstm --out curves.png\n\n"
+    "  charrnn plot checkpoints/verses-gru checkpoints/verses-450 --out curves.png\n\n"
     "  charrnn plot checkpoints/* --out all.svg --width 1400 --height 500\n\n"
     "Needs matplotlib: pip install 'charrnn[plot]'."
 )
@@ -39,6 +40,8 @@ class Curve:
     train_seconds: list[float] = field(default_factory=list)
     train_chars: list[int] = field(default_factory=list)
     train_bits: list[float] = field(default_factory=list)
+    best: int | None = None  # index in ``bits`` of the best validation (what ``best`` names)
+    resumes: list[tuple[float, int]] = field(default_factory=list)  # (time, chars) of each resume
 
 
 def _points(records: list[dict[str, Any]], event: str, key: str) -> list[dict[str, Any]]:
@@ -75,7 +78,11 @@ def curve(path: Path, name: str | None = None) -> Curve:
     steps = _points(records, "step", "train_bits_per_char")
     if not evals and not steps:
         raise CheckpointError(f"{run / METRICS}: no measurements yet")
+    starts = _points(records, "start", "step")
+    bits = [float(r["val_bits_per_char"]) for r in evals]
     return Curve(
+        best=min(range(len(bits)), key=bits.__getitem__) if bits else None,
+        resumes=[(float(r["time"]), int(r["chars"])) for r in starts if r["step"]],
         name=name or run.name,
         seconds=[float(r["time"]) for r in evals],
         chars=[int(r["chars"]) for r in evals],
@@ -113,8 +120,16 @@ def curves(paths: list[Path]) -> list[Curve]:
     out = []
     for p, n in zip(paths, names, strict=True):
         label = n if names.count(n) == 1 else f"{run_folder(p).resolve().parent.name}/{n}"
-        out.append(curve(p, label))
+        out.append(curve(p, shown(label)))  # a name with bytes that are not UTF-8: \xNN
     return out
+
+
+def _mark(ax: Any, c: Curve, x: list[float] | list[int], k: float, colour: str, axis: int) -> None:
+    """The best validation as a star, each resume as a dotted vertical line."""
+    if c.best is not None:
+        ax.plot([x[c.best] / k], [c.bits[c.best]], marker="*", markersize=11, color=colour)
+    for point in c.resumes:
+        ax.axvline(point[axis] / k, color=colour, linestyle=":", linewidth=1.0, alpha=0.7)
 
 
 def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 100) -> Any:
@@ -146,6 +161,7 @@ def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 1
                 ax.plot([v / k for v in x], c.bits, **val)
             if c.train_bits:
                 ax.plot([v / k for v in tx], c.train_bits, **train)
+            _mark(ax, c, x, k, colour, 0 if ax is by_time else 1)
     by_time.set_xlabel(f"training time ({unit})")
     by_time.set_ylabel("bits/char")
     by_chars.set_xlabel("characters seen")
@@ -153,7 +169,10 @@ def figure(data: list[Curve], width: int = 1000, height: int = 420, dpi: int = 1
     for ax in (by_time, by_chars):
         ax.grid(True, alpha=0.3)
     by_chars.legend(loc="best", fontsize="small")
-    fig.suptitle("bits per character: validation solid, training dashed (lower is better)")
+    fig.suptitle(
+        "bits per character: validation solid (best: star), training dashed, resumes dotted "
+        "(lower is better)"
+    )
     return fig
 
 
@@ -178,7 +197,7 @@ def plot_command(
     """Plot validation bits/char against training time and characters seen, one line per run."""
     runs, notes = plottable(runs)
     for note in notes:
-        err.print(f"note: {note}", markup=False)
+        err.print(terminal_text(f"note: {note}"), markup=False)
     fig = figure(curves(runs), width=width, height=height)
     try:
         fig.savefig(out, dpi=100)
