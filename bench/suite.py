@@ -35,11 +35,12 @@ import math
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -49,10 +50,18 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared"
-CORPORA = ("tinyshakespeare", "fortunes", "zh-prose", "linux-c")
-GOALS = {60.0: -0.02, 137.0: -0.03, 600.0: -0.05}  # budget s -> charrnn - plain, at most
-DEFAULT_BUDGETS = "60,tinyshakespeare:137"
-LONG_BUDGET = "tinyshakespeare:600"
+CORPORA = (
+    *("tinyshakespeare", "fortunes", "zh-prose", "linux-c"),
+    *("es-fortunes", "pl-fortunes", "ru-fortunes"),
+)
+# Goals (charrnn - plain, nats/char, at most) by budget s, and per corpus where they differ.
+GOALS = {60.0: -0.03, 137.0: -0.04, 600.0: -0.06}
+CORPUS_GOALS = {("ru-fortunes", 600.0): -0.10}
+DEFAULT_BUDGETS = "60,tinyshakespeare:137,pl-fortunes:137"
+LONG_BUDGET = "tinyshakespeare:600,ru-fortunes:600"
+DEFAULT_PAIRS = 3
+LOAD_TOLERANCE = 0.10  # a run whose load check moved more than this is flagged and repeated
+RETRIES = 2  # repeats of a flagged run before it is kept, flagged
 QUICK_BUDGET = 5.0
 PLAIN_ARGS = ("gru", "2", "256", "64", "64", "0.005")  # the tuned yardstick setting
 GET_SHAKESPEARE = (
@@ -65,41 +74,82 @@ GET_SHAKESPEARE = (
 
 
 @dataclass(frozen=True)
-class Row:
-    """One corpus at one budget: both systems' figures."""
+class Run:
+    """One training run of one system and what the load check saw around it."""
 
-    corpus: str
-    budget: float
-    charrnn: float  # nats/char
-    plain: float
-    charrnn_steps: int
-    plain_steps: int
-    charrnn_wall: float  # seconds of the training process (charrnn: startup + train + eval)
-    plain_wall: float
-    first: str  # "charrnn" or "plain": which ran first
+    nats: float  # validation nats/char
+    steps: int
+    wall: float  # seconds of the training process (charrnn: startup + train + eval)
+    load: float = 1.0  # the load check's time after the run over before it
     setup: str = ""  # charrnn's model, threads and precision, from config.json
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the machine's speed moved during the run (another job, throttling)."""
+        return abs(self.load - 1.0) > LOAD_TOLERANCE
+
+
+@dataclass(frozen=True)
+class Pair:
+    """charrnn and the plain loop, one after the other on the same corpus and budget."""
+
+    charrnn: Run
+    plain: Run
+    first: str  # "charrnn" or "plain"
 
     @property
     def diff(self) -> float:
         """charrnn - plain, nats/char (negative: charrnn is better)."""
-        return self.charrnn - self.plain
+        return self.charrnn.nats - self.plain.nats
+
+    @property
+    def flagged(self) -> bool:
+        return self.charrnn.flagged or self.plain.flagged
+
+
+@dataclass(frozen=True)
+class Row:
+    """One corpus at one budget: N pairs, summarised by their median difference."""
+
+    corpus: str
+    budget: float
+    pairs: tuple[Pair, ...]
+
+    @property
+    def diffs(self) -> list[float]:
+        return [p.diff for p in self.pairs]
+
+    @property
+    def diff(self) -> float:
+        """The median difference (nan when a pair has none)."""
+        d = self.diffs
+        return statistics.median(d) if d and all(map(math.isfinite, d)) else math.nan
+
+    def median(self, who: str) -> float:
+        values = [getattr(p, who).nats for p in self.pairs]
+        return statistics.median(values) if all(map(math.isfinite, values)) else math.nan
 
     @property
     def goal(self) -> float | None:
-        return goal_for(self.budget)
+        return goal_for(self.budget, self.corpus)
 
     @property
     def met(self) -> str:
+        """``yes`` when the median meets the goal and no single pair is worse than plain."""
         goal = self.goal
         if goal is None:
             return "-"
-        return "yes" if math.isfinite(self.diff) and self.diff <= goal else "no"
+        ok = math.isfinite(self.diff) and self.diff <= goal and max(self.diffs) <= 0.0
+        return "yes" if ok else "no"
 
 
-def goal_for(budget: float) -> float | None:
-    """The goal of the largest standard budget not above ``budget`` (None below 60 s)."""
+def goal_for(budget: float, corpus: str = "") -> float | None:
+    """The goal of the largest standard budget not above ``budget`` (None below 60 s), or the
+    corpus's own goal at that budget."""
     known = [b for b in GOALS if b <= budget]
-    return GOALS[max(known)] if known else None
+    if not known:
+        return None
+    return CORPUS_GOALS.get((corpus, max(known)), GOALS[max(known)])
 
 
 def parse_seconds(text: str) -> float:
@@ -143,20 +193,27 @@ def fmt_nats(x: float) -> str:
     return f"{x:.4f}" if math.isfinite(x) else str(x)
 
 
-def format_table(rows: list[Row]) -> list[str]:
-    """The markdown table of differences (stdout and RESULTS.md alike)."""
+def format_table(rows: list[Row], cpu: str = "") -> list[str]:
+    """The markdown table (stdout and RESULTS.md alike): per row the median difference of its
+    pairs with their min and max, each system's median, the goal, and what the load check
+    flagged; ``cpu`` (model, cores, avx512_bf16, amx) in every row."""
     out = [
-        "| corpus | budget s | charrnn nats/char | plain nats/char | difference | goal | met? "
-        "| steps charrnn / plain | wall s charrnn / plain | first | charrnn ran with |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| corpus | budget s | pairs | difference median | min | max | charrnn median | "
+        "plain median | goal | met? | steps charrnn / plain | flagged | charrnn ran with | cpu |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         goal = "-" if r.goal is None else f"{r.goal:+.2f}"
+        d = r.diffs
+        low, high = (f"{min(d):+.4f}", f"{max(d):+.4f}") if d else ("-", "-")
         diff = f"{r.diff:+.4f}" if math.isfinite(r.diff) else str(r.diff)
+        steps = " ".join(f"{p.charrnn.steps}/{p.plain.steps}" for p in r.pairs)
+        flagged = sum(p.flagged for p in r.pairs)
+        setups = sorted({p.charrnn.setup for p in r.pairs if p.charrnn.setup})
         out.append(
-            f"| {r.corpus} | {r.budget:g} | {fmt_nats(r.charrnn)} | {fmt_nats(r.plain)} | "
-            f"{diff} | {goal} | {r.met} | {r.charrnn_steps} / {r.plain_steps} | "
-            f"{r.charrnn_wall:.0f} / {r.plain_wall:.0f} | {r.first} | {r.setup or '-'} |"
+            f"| {r.corpus} | {r.budget:g} | {len(r.pairs)} | {diff} | {low} | {high} | "
+            f"{fmt_nats(r.median('charrnn'))} | {fmt_nats(r.median('plain'))} | {goal} | {r.met} "
+            f"| {steps} | {flagged} | {'; '.join(setups) or '-'} | {cpu or '-'} |"
         )
     return out
 
@@ -193,8 +250,27 @@ def machine_facts() -> str:
     except metadata.PackageNotFoundError:
         torch = "not installed"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    bf16 = "yes" if "avx512_bf16" in flags.split() else "no"
-    return f"{model}, {cores} cores, avx512_bf16 {bf16}, torch {torch}"
+    names = flags.split()
+    bf16 = "yes" if "avx512_bf16" in names else "no"
+    amx = "yes" if {"amx_bf16", "amx_tile"} & set(names) else "no"
+    return f"{model}, {cores} cores, avx512_bf16 {bf16}, amx {amx}, torch {torch}"
+
+
+def load_check(repeats: int = 5) -> float:
+    """Seconds of a fixed small workload (float64 matrix products in NumPy, one thread's worth
+    of BLAS), the fastest of ``repeats``: timed before and after each run, the ratio says
+    whether the machine's speed moved while it ran."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((256, 256))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            a = a @ a
+            a /= np.abs(a).max()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 @contextmanager
@@ -307,24 +383,50 @@ def run_plain(
     return nats, steps, wall
 
 
-def run_row(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Row:
-    """Both systems on one corpus at one budget; charrnn first on even rows."""
+def checked(label: str, run: Callable[[], Run]) -> Run:
+    """``run`` between two load checks; a run whose check moved more than LOAD_TOLERANCE is
+    repeated (RETRIES times at most) and kept flagged if it never settles."""
+    for attempt in range(RETRIES + 1):
+        before = load_check()
+        result = run()
+        ratio = load_check() / before
+        result = Run(result.nats, result.steps, result.wall, ratio, result.setup)
+        if not result.flagged or attempt == RETRIES:
+            return result
+        log(f"  {label}: the load check moved by {ratio:.2f}x; running it again")
+    raise AssertionError("unreachable")
+
+
+def run_pair(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Pair:
+    """Both systems on one corpus at one budget; charrnn first on even pairs."""
     train, val = files_of(args.corpora, corpus)
     first = "charrnn" if i % 2 == 0 else "plain"
-    res: dict[str, tuple[float, int, float]] = {}
-    setup = ""
+    res: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="charrnn-suite-") as d:
         for who in (first, "plain" if first == "charrnn" else "charrnn"):
-            log(f"{corpus} {budget:g} s: {who}")
+            log(f"{corpus} {budget:g} s, pair {i + 1}: {who}")
             if who == "charrnn":
-                nats, steps, wall, setup = run_charrnn(train, val, budget, args.extra, Path(d))
-                res[who] = (nats, steps, wall)
+
+                def go() -> Run:
+                    nats, steps, wall, setup = run_charrnn(train, val, budget, args.extra, Path(d))
+                    return Run(nats, steps, wall, setup=setup)
             else:
-                res[who] = run_plain(args.plain, train, val, budget, Path(d))
-            how = f" ({setup})" if who == "charrnn" and setup else ""
-            log(f"  {who}: {fmt_nats(res[who][0])} nats/char, {res[who][1]} steps{how}")
-    (cn, cs, cw), (pn, ps, pw) = res["charrnn"], res["plain"]
-    return Row(corpus, budget, cn, pn, cs, ps, cw, pw, first, setup)
+
+                def go() -> Run:
+                    return Run(*run_plain(args.plain, train, val, budget, Path(d)))
+
+            res[who] = checked(who, go)
+            r = res[who]
+            how = f" ({r.setup})" if r.setup else ""
+            log(f"  {who}: {fmt_nats(r.nats)} nats/char, {r.steps} steps, load {r.load:.2f}{how}")
+    return Pair(res["charrnn"], res["plain"], first)
+
+
+def run_row(start: int, corpus: str, budget: float, args: argparse.Namespace) -> Row:
+    """``args.pairs`` pairs, alternating who goes first (counted on from ``start``)."""
+    return Row(
+        corpus, budget, tuple(run_pair(start + k, corpus, budget, args) for k in range(args.pairs))
+    )
 
 
 # ------------------------------------------------------------------------------ main
@@ -340,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma list of SECONDS (every corpus) or NAME:SECONDS [{DEFAULT_BUDGETS}]",
     )
     ap.add_argument("--long", action="store_true", help=f"add {LONG_BUDGET} (10 minutes)")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=DEFAULT_PAIRS,
+        metavar="N",
+        help=f"pairs per corpus and budget, alternating who goes first [{DEFAULT_PAIRS}]",
+    )
     ap.add_argument("--busy", action="store_true", help="keep one core busy (another process)")
     ap.add_argument(
         "--only",
@@ -397,6 +506,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--only: unknown {', '.join(sorted(only - set(CORPORA)))}")
     plan = [(c, QUICK_BUDGET if args.quick else b) for c, b in plan if not only or c in only]
     args.plan = list(dict.fromkeys(plan))
+    if args.pairs < 1:
+        ap.error("--pairs: at least 1")
+    if args.quick:
+        args.pairs = 1
     args.extra = shlex.split(args.extra)
     return args
 
@@ -414,19 +527,22 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench/suite.py: nothing to run (check --only and --budgets)")
     check_inputs(args.corpora, sorted({c for c, _ in args.plan}), args.plain)
     facts = machine_facts()
-    total = sum(2 * b for _, b in args.plan)
-    log(f"{len(args.plan)} rows, {total / 60:.1f} min of training plus startup and scoring")
+    total = sum(2 * b * args.pairs for _, b in args.plan)
+    log(
+        f"{len(args.plan)} rows x {args.pairs} pairs, {total / 60:.1f} min of training plus "
+        "startup and scoring; run nothing else on the machine meanwhile"
+    )
     rows = []
     with busy_core(args.busy):
         for i, (corpus, budget) in enumerate(args.plan):
-            rows.append(run_row(i, corpus, budget, args))
+            rows.append(run_row(i * args.pairs, corpus, budget, args))
     date = time.strftime("%Y-%m-%d %H:%M")
     how = [w for w in ("quick" if args.quick else "", "one core busy" if args.busy else "") if w]
     if args.extra:
         how.append(f"charrnn extra: `{shlex.join(args.extra)}`")
     title = f"bench/suite.py {date}" + (f" ({'; '.join(how)})" if how else "")
-    facts_line = f"machine: {facts}"
-    table = format_table(rows)
+    facts_line = f"machine: {facts}; {args.pairs} pairs per row, median (min, max) of the pairs"
+    table = format_table(rows, facts.rsplit(", torch", 1)[0])
     print(title)
     print(facts_line)
     print("\n".join(table))
