@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CharRNNError
+from .errors import CharRNNError, terminal_text
+from .protocols import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -74,8 +75,8 @@ def generate_stream(
     model: LoadedModel | PathLike,
     prime: str = "",
     *,
-    length: int = 1000,
-    temperature: float = 0.8,
+    length: int = DEFAULT_LENGTH,
+    temperature: float = DEFAULT_TEMPERATURE,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
@@ -101,8 +102,8 @@ def generate(
     model: LoadedModel | PathLike,
     prime: str = "",
     *,
-    length: int = 1000,
-    temperature: float = 0.8,
+    length: int = DEFAULT_LENGTH,
+    temperature: float = DEFAULT_TEMPERATURE,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
@@ -343,10 +344,10 @@ def train(
     run = open_run(req, _device(device), threads=threads)
     if not quiet:
         for notice in run.notices:
-            print(f"charrnn: {notice}", file=sys.stderr)
+            print(terminal_text(f"charrnn: {notice}"), file=sys.stderr)
     run.train(callbacks=() if quiet else (_report,))
     if not quiet:
-        print(f"charrnn: saved {run.run_dir}", file=sys.stderr)
+        print(terminal_text(f"charrnn: saved {run.run_dir}"), file=sys.stderr)
     return Path(run.run_dir)
 
 

@@ -102,3 +102,75 @@ def run_cli(args: list[str], cwd: Path, **kw: Any) -> subprocess.CompletedProces
         timeout=300,
         **kw,
     )
+
+
+# Characters that drive a terminal: an escape sequence (ESC [31m: red), a C1 control (NEL,
+# U+0085), shift-out (U+000E) and a right-to-left override (U+202E).
+HOSTILE = "\x1b[31m\x85\x0e\u202e"
+
+
+def raw_controls(text: str, allow: str = "\n") -> list[str]:
+    """The control and format characters of ``text`` (Unicode Cc, Cf; line and paragraph
+    separators) other than those in ``allow``: what must never reach a terminal raw."""
+    import unicodedata
+
+    bad = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+    return sorted({c for c in text if unicodedata.category(c) in bad and c not in allow})
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, small_text: str) -> Path:
+    """A tiny run trained on a corpus whose file name and text hold :data:`HOSTILE`, in a
+    folder of runs of its own (``hostile_run.parent``)."""
+    from charrnn.run.request import TrainRequest
+    from charrnn.run.start import open_run
+
+    d = tmp_path_factory.mktemp("hostile")
+    corpus = d / f"evil{HOSTILE}.txt"
+    lines = [line + HOSTILE for line in small_text[:6000].split("\n")]
+    corpus.write_text("\n".join(lines), encoding="utf-8")
+    req = TrainRequest.from_options(
+        sources=(str(corpus),), hidden=16, layers=1, embed_dim=8, batch_size=8, seq_len=16,
+        max_steps=6, eval_every=3, precision="fp32", out=str(d / "runs" / f"run{HOSTILE}"),
+    )  # fmt: skip
+    run = open_run(req, torch.device("cpu"), threads=1)
+    run.train()
+    return d / "runs" / f"run{HOSTILE}"
+
+
+def supersede(run_dir: Path, partly: bool = False) -> Path:
+    """What a training run does when it saves: a new checkpoint (a copy of the best, one step
+    on), both pointers moved to it, the folders they no longer name pruned (the real
+    ``saving.prune``). ``partly``: the old folder is left half removed (its weights gone), as a
+    prune in progress leaves it. Returns the old checkpoint."""
+    from charrnn.store import checkpoint as ck
+    from charrnn.store import saving
+
+    old = ck.resolve_checkpoint(run_dir)
+    new = ck.checkpoint_name(int(old.name.split("-")[1]) + 1)
+    shutil.copytree(old, run_dir / new)
+    saving.set_pointer(run_dir, ck.LATEST, new)
+    saving.set_pointer(run_dir, ck.BEST, new)
+    if partly:
+        (old / ck.MODEL).unlink()
+    else:
+        saving.prune(run_dir)
+    return old
+
+
+def prune_on_first_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, run_dir: Path,
+                        partly: bool = False) -> list[Path]:  # fmt: skip
+    """Make ``owner.name`` (a reading function) :func:`supersede` ``run_dir`` the first time it is
+    called, just before it reads: the checkpoint it was asked for vanishes under it. Returns
+    the paths it was called with."""
+    real = getattr(owner, name)
+    calls: list[Path] = []
+
+    def reading(path: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(Path(path))
+        if len(calls) == 1:
+            supersede(run_dir, partly)
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(owner, name, reading)
+    return calls

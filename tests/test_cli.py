@@ -265,3 +265,25 @@ def test_metrics_jsonl_of_a_real_run(tmp_path: Path, small_text: str) -> None:
         assert e["chars"] == e["step"] * 8 * 16 and e["lr"] > 0 and e["time"] > 0
     assert evals[0]["best"] is True
     assert [e["time"] for e in evals] == sorted(e["time"] for e in evals)
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("charrnn train --cell ", ["lstm", "gru", "rnn"]),
+        ("charrnn train --precision b", ["bf16"]),
+        ("charrnn runs --sort ", ["name", "when", "bpc", "params", "steps", "size"]),
+        ("charrnn sample --errors r", ["replace"]),
+    ],
+)
+def test_option_values_complete_in_the_shell(words: str, expected: list[str]) -> None:
+    """``charrnn train --cell <TAB>`` offers the cells (bash's completion protocol)."""
+    env = {
+        **__import__("os").environ,
+        "_CHARRNN_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    r = subprocess.run(CHARRNN, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == expected

@@ -331,3 +331,42 @@ def test_checkpoints_root_and_a_root_without_runs(
     assert common.checkpoints_root() == tmp_path
     with pytest.raises(CheckpointError, match=r"no trained runs found; .* or pass -c RUN$"):
         common.find_checkpoint(None, how="pass -c RUN")
+
+
+def test_write_out_to_a_full_device_is_one_stdout_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from charrnn.cli.streams import StdoutError
+
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        with pytest.raises(
+            StdoutError, match=r"^stdout: cannot write \(No space left on device\)$"
+        ):
+            common.write_out("text\n")
+        full.buffer.raw.close()  # drop what could not be written
+
+
+def test_a_stdout_error_is_one_line_exit_1_and_stdout_is_silenced(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from charrnn.cli.streams import StdoutError
+
+    silenced: list[bool] = []
+    monkeypatch.setattr(common, "silence_stdout", lambda: silenced.append(True))
+
+    @user_errors
+    def command() -> None:
+        raise StdoutError(OSError(28, "No space left on device"))
+
+    with pytest.raises(typer.Exit) as e:
+        command()
+    assert e.value.exit_code == 1 and silenced == [True]
+    assert capsys.readouterr().err == (
+        "charrnn: error: stdout: cannot write (No space left on device)\n"
+    )
+
+
+def test_a_table_lines_up_names_that_are_not_utf8_as_printed() -> None:
+    name = os.fsdecode(b"caf\xe9.txt")
+    table = format_table(("corpus", "n"), [(name, "1"), ("x", "22")]).splitlines()
+    assert table[1] == "caf\\xe9.txt   1"
+    assert len({len(line) for line in table}) == 1

@@ -69,3 +69,17 @@ def test_runs_shows_a_0_1_0_run(tmp_path: Path) -> None:
     row = _rows(r.stdout)[1]
     assert row[:7] == ["old", "<stdin>", "char", "gru", "1x32", "7,642", "150"]
     assert row[7] == "3.494"  # best_val_bits_per_char of its config.json
+
+
+def test_runs_shows_no_control_character_of_the_data_raw(hostile_run: Path) -> None:
+    from .conftest import HOSTILE, raw_controls
+
+    r = runner.invoke(app, ["runs", str(hostile_run.parent)])
+    assert r.exit_code == 0, r.output
+    assert raw_controls(r.stdout) == [] and raw_controls(r.stderr) == []
+    row = r.stdout.strip().splitlines()[1].split()
+    assert row[:2] == ["run\\x1b[31m\\x85\\x0e\\u202e", "evil\\x1b[31m\\x85\\x0e\\u202e.txt"]
+    j = runner.invoke(app, ["runs", str(hostile_run.parent), "--json"])
+    assert j.exit_code == 0 and raw_controls(j.stdout) == []
+    (d,) = json.loads(j.stdout)
+    assert d["name"] == f"run{HOSTILE}" and d["corpus"] == f"evil{HOSTILE}.txt"

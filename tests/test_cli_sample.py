@@ -36,3 +36,24 @@ def test_the_command_line_starts_without_numpy() -> None:
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip().endswith("[]"), (args, r.stdout[-300:])
+
+
+def test_sampled_text_stays_exact_while_notes_are_escaped(hostile_run: Path) -> None:
+    """What ``sample`` writes on stdout is the model's text, controls and all (it is the data);
+    what it writes about the data on stderr (an unseen character of the prime) is escaped."""
+    from typer.testing import CliRunner
+
+    from charrnn.sample.generate import generate
+    from charrnn.sample.load import load_for_sampling
+    from charrnn.sample.policy import SampleConfig
+
+    from .conftest import raw_controls
+
+    args = ["sample", "-c", str(hostile_run), "--length", "400", "--seed", "3"]
+    r = CliRunner().invoke(app, [*args, "--prime", "a\u202e\u2066"])
+    assert r.exit_code == 0, r.output
+    loaded = load_for_sampling(hostile_run, "cpu")
+    cfg = SampleConfig(length=400, seed=3)
+    text = "".join(generate(loaded.model, loaded.vocab, "a\u202e\u2066", cfg))
+    assert r.stdout.rstrip("\n") == text.rstrip("\n") and raw_controls(r.stdout) != []
+    assert "U+2066" in r.stderr and raw_controls(r.stderr) == []

@@ -324,3 +324,32 @@ def test_the_live_line_fits_a_narrow_terminal(
         assert len(frame) <= columns, frame
         assert re.match(r"^\d+(\.\d)?s/4\.0s .*\b\d+%  eta \S+", frame), frame
         assert "…" not in frame
+
+
+def test_the_start_line_and_previews_show_no_control_character_raw(
+    tmp_path: Path, small_text: str
+) -> None:
+    """A corpus named and filled with ESC, U+0085, U+000E and U+202E, trained with previews:
+    the run folder's name, the notes and the sample previews come out escaped."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+    from charrnn.sample.generate import generate
+    from charrnn.sample.policy import SampleConfig
+
+    from .conftest import HOSTILE, raw_controls
+
+    corpus = tmp_path / f"evil{HOSTILE}.txt"
+    corpus.write_text((small_text[:300] + HOSTILE * 20 + "\n") * 20, encoding="utf-8")
+    out = tmp_path / f"run{HOSTILE}"
+    args = ["train", str(corpus), "-o", str(out), "--max-steps", "4", "--eval-every", "2"]
+    args += ["--hidden", "16", "--layers", "1", "--embed-dim", "8", "-b", "4", "--sample-every"]
+    r = CliRunner().invoke(app, [*args, "1", "--val", str(corpus)])
+    assert r.exit_code == 0, r.output
+    assert raw_controls(r.stderr) == []
+    assert "run folder: " + str(tmp_path) + "/run\\x1b[31m\\x85\\x0e\\u202e" in r.stderr
+    assert "sample at step 2:" in r.stderr and "\\x1b" in r.stderr.split("sample at step 2:")[1]
+    # What the previews escaped was there: the model writes these characters raw.
+    loaded = ck.load_model(out)
+    text = "".join(generate(loaded.model, loaded.vocab, "", SampleConfig(length=240, seed=1)))
+    assert raw_controls(text) != []

@@ -8,6 +8,8 @@ import os
 import pickle
 import pty
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,7 +78,9 @@ def _start(args: list[str], cwd: Path, **kw) -> subprocess.Popen[str]:  # type: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_signal_saves_checkpoint_then_resume_continues(
     tmp_path: Path, small_text: str, sig: signal.Signals, code: int
 ) -> None:
@@ -178,6 +182,108 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(
     assert not [p for p in run.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow
+def test_a_closed_terminal_saves_the_run_and_exits_129(tmp_path: Path, small_text: str) -> None:
+    """The terminal (or SSH session) goes away: SIGHUP, and from then on every write to it
+    fails (EIO), the live view's included. The run still stops after its step, saves, exits 129,
+    and resumes."""
+    _write(tmp_path / "c.txt", small_text[:20000])
+    run = tmp_path / "run"
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    for name in ("CHARRNN_CHECKPOINTS", "NO_COLOR"):
+        env.pop(name, None)
+    args = ["train", "c.txt", *TINY, "--max-time", "5m", "--eval-every", "100000", "--out", "run"]
+    p = subprocess.Popen(
+        CHARRNN + args,
+        cwd=tmp_path,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(follower)
+    seen = b""
+    while b"run folder:" not in seen:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            p.kill()
+            raise AssertionError(f"ended before training: {seen!r}")
+        seen += chunk
+    time.sleep(1.0)  # training, its live view redrawn on the terminal
+    os.close(leader)  # the terminal is gone
+    p.send_signal(signal.SIGHUP)
+    assert p.wait(timeout=60) == 129
+    latest = ck.read_pointer(run, ck.LATEST)
+    assert latest is not None and int(latest.split("-")[1]) > 0
+    ck.load_model(run)
+    step = int(latest.split("-")[1])
+    r = run_cli(["train", "--resume", "run", "--max-steps", str(step + 3)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ck.read_pointer(run, ck.LATEST) == ck.checkpoint_name(step + 3)
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory: pytest.TempPathFactory, verses_text: str) -> Path:
+    """About 30 MB of text: reading it takes a few seconds, time to send a signal."""
+    path = tmp_path_factory.mktemp("big") / "big.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(30_000_000 // len(verses_text) + 1):
+            f.write(verses_text)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "line"),
+    [
+        (signal.SIGINT, "charrnn: interrupted"),
+        (signal.SIGTERM, "charrnn: interrupted (SIGTERM)"),
+        (signal.SIGHUP, "charrnn: interrupted (SIGHUP)"),
+    ],
+)
+@pytest.mark.parametrize("out", [None, "mine"])
+def test_a_signal_while_the_corpus_is_read_removes_the_new_run_folder(
+    tmp_path: Path, big_corpus: Path, sig: int, line: str, out: str | None
+) -> None:
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    args = ["train", str(big_corpus), "--threads", "1", "--max-steps", "1"]
+    p = _start([*args, "--out", f"checkpoints/{out}"] if out else args, tmp_path)
+    _wait_for(lambda: any(root.iterdir()))  # the new run folder (a hidden staging one or --out)
+    time.sleep(0.3)  # reading the corpus into it
+    p.send_signal(sig)
+    _, errtext = p.communicate(timeout=60)
+    assert p.returncode == 128 + sig, errtext
+    assert errtext == line + "\n"
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_at_any_moment_leaves_a_saved_run_or_none(
+    tmp_path: Path, small_text: str, sig: int
+) -> None:
+    """From right after start (loading, the probes of the machine) into training: one line, exit
+    128 + the signal, and never a run folder without a checkpoint."""
+    _write(tmp_path / "c.txt", small_text[:20000])
+    root = tmp_path / "checkpoints"
+    for delay in (0.5, 0.9, 1.3, 1.7, 2.1, 2.5, 3.0, 4.0):
+        p = _start(["train", "c.txt", "--hidden", "32", "--max-time", "1m"], tmp_path)
+        time.sleep(delay)
+        p.send_signal(sig)
+        _, errtext = p.communicate(timeout=60)
+        assert p.returncode == 128 + sig, (delay, errtext)
+        assert "Traceback" not in errtext, (delay, errtext)
+        for run in root.iterdir() if root.exists() else ():
+            assert ck.checkpoint_folders(run), (delay, sorted(x.name for x in run.iterdir()))
+            shutil.rmtree(run)
+
+
 # ------------------------------------------------------------------------- disk and NaN
 
 
@@ -207,6 +313,124 @@ def test_disk_full_keeps_the_previous_checkpoint(
     assert ck.read_pointer(out, ck.LATEST) == "step-00000005"
     ck.load_model(out)
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+_FILL_THE_DISK = """
+import json, os, shutil, subprocess, sys, time
+disk, corpus, copy, command = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk], check=True)
+shutil.copy(corpus, os.path.join(disk, "c.txt"))
+run = os.path.join(disk, "run")
+p = subprocess.Popen(command, cwd=disk, stderr=subprocess.PIPE, text=True)
+t0 = time.time()
+while not os.path.exists(os.path.join(run, "latest")) and time.time() - t0 < 120:
+    time.sleep(0.02)
+st = os.statvfs(disk)  # fill the disk, leaving 64 KB: room for JSON, not for the weights
+with open(os.path.join(disk, "filler"), "wb") as f:
+    f.write(bytes(st.f_bavail * st.f_frsize - 65536))
+_, err = p.communicate(timeout=300)
+shutil.copytree(run, copy)
+print(json.dumps({"code": p.returncode, "stderr": err}))
+"""
+
+
+def _private_mounts() -> list[str] | None:
+    """A command prefix that runs in a mount namespace of its own (where a tmpfs can be
+    mounted), or None where this machine allows none."""
+    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
+        try:
+            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if ok.returncode == 0:
+            return prefix
+    return None
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_while_training_is_one_line_and_keeps_the_checkpoint(
+    tmp_path: Path, small_text: str
+) -> None:
+    """A real full disk (a small tmpfs, filled once the first checkpoint is saved): the next
+    save fails in safetensors' writer; one line names the checkpoint and the reason, exit 1,
+    the previous checkpoint is kept whole and nothing half-written is left."""
+    prefix = _private_mounts()
+    if prefix is None:
+        pytest.skip("no mount namespace here (unshare) to make a small disk in")
+    corpus = _write(tmp_path / "c.txt", small_text[:20000])
+    (tmp_path / "disk").mkdir()
+    args = ["train", "c.txt", "--hidden", "128", "--layers", "1", "--batch-size", "8"]
+    args += ["--threads", "1", "--max-time", "5m", "--eval-every", "30", "--out", "run"]
+    r = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-c",
+            _FILL_THE_DISK,
+            str(tmp_path / "disk"),
+            str(corpus),
+            str(tmp_path / "copy"),
+            json.dumps(CHARRNN + args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["code"] == 1, result["stderr"]
+    lines = result["stderr"].strip().splitlines()
+    assert "Traceback" not in result["stderr"]
+    failed = re.fullmatch(
+        r"charrnn: error: run/step-(\d{8}): cannot save checkpoint \(No space left on device\)",
+        lines[-1],
+    )
+    assert failed, lines[-1]
+    copy = tmp_path / "copy"
+    latest = ck.read_pointer(copy, ck.LATEST)
+    assert latest is not None and int(latest.split("-")[1]) < int(failed.group(1))
+    ck.load_model(copy / latest)
+    ck.load_model(copy)
+    assert not [p for p in copy.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["sample", "--help"],
+        ["--show-completion", "bash"],
+        ["sample", "-c", "RUN", "--length", "20", "--seed", "1"],
+        ["sample", "-c", "RUN", "--length", "20", "--num-samples", "2"],
+        ["runs", "ROOT"],
+        ["runs", "ROOT", "--json"],
+        ["info", "RUN"],
+        ["info", "RUN", "--json"],
+        ["eval-perplexity", "-c", "RUN", "TEXT"],
+        ["eval-perplexity", "-c", "RUN", "TEXT", "--json"],
+    ],
+    ids=" ".join,
+)
+def test_a_full_stdout_is_one_line_exit_1_in_every_command(
+    args: list[str], trained_run: Path, tmp_path: Path, small_text: str
+) -> None:
+    """``charrnn ... > /dev/full``: whoever writes stdout (the command, Typer's help, the last
+    flush), one line on stderr and exit 1, never a traceback."""
+    text = _write(tmp_path / "t.txt", small_text[:2000])
+    where = {"RUN": str(trained_run), "ROOT": str(trained_run.parent), "TEXT": str(text)}
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            CHARRNN + [where.get(a, a) for a in args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert (r.returncode, r.stderr) == (
+        1,
+        "charrnn: error: stdout: cannot write (No space left on device)\n",
+    )
 
 
 def test_weights_with_nan_are_never_saved(tmp_path: Path, small_text: str) -> None:
@@ -286,6 +510,49 @@ def test_non_ascii_trains_samples_and_evaluates(tmp_path: Path) -> None:
     unigram = Vocab.from_dict(vocab).unigram_entropy_bits()
     assert row["chars"] == len(text) and row["unknown"] == 0
     assert row["bits_per_char"] < unigram - 1.0
+
+
+@pytest.mark.slow
+def test_file_names_that_are_not_utf8_train_resume_sample_and_show(
+    tmp_path: Path, small_text: str
+) -> None:
+    """Names from another locale (Latin-1 bytes; Python sees surrogate escapes) for the corpus,
+    the validation file and the run folder: saved (config.json stays UTF-8), resumed from the
+    token cache and from the file read again, sampled, listed and described."""
+    here = os.fsencode(str(tmp_path))
+    _write(Path(os.fsdecode(here + b"/caf\xe9.txt")), small_text[:8000])
+    _write(Path(os.fsdecode(here + b"/v\xe9.txt")), small_text[8000:10000])
+    args = [*TINY, "--max-steps", "6", "--eval-every", "3"]
+    r = run_cli(["train", b"caf\xe9.txt", *args], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    run = Path(os.fsdecode(here + b"/checkpoints/caf\xe9-gru"))
+    assert "sample with: charrnn sample -c $'checkpoints/caf\\xe9-gru'" in r.stderr
+    config = (ck.resolve_checkpoint(run) / ck.CONFIG).read_bytes().decode("utf-8")
+    assert os.fsencode(json.loads(config)["data"]["sources"][0]) == here + b"/caf\xe9.txt"
+    r = run_cli(["train", "--resume", os.fsencode(run), "--max-steps", "9"], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    os.utime(here + b"/caf\xe9.txt")  # touched: read again on resume, the same text
+    r = run_cli(["train", "--resume", os.fsencode(run), "--max-steps", "12"], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    assert ck.read_pointer(run, ck.LATEST) == ck.checkpoint_name(12)
+    r = run_cli(["sample", "--length", "20"], tmp_path)
+    assert r.returncode == 0 and len(r.stdout) > 10, r.stderr
+    r = run_cli(["runs"], tmp_path)
+    assert r.returncode == 0 and "caf\\xe9-gru  caf\\xe9.txt" in r.stdout, r.stderr
+    r = run_cli(["runs", "--json"], tmp_path)
+    assert json.loads(r.stdout)[0]["corpus"] == os.fsdecode(b"caf\xe9.txt")
+    r = run_cli(["info"], tmp_path)
+    assert r.returncode == 0 and "caf\\xe9.txt" in r.stdout, r.stderr
+    r = run_cli(["plot", os.fsencode(run), "-o", "c.svg"], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    # A validation file and a run folder named so too (--out).
+    out = here + b"/r\xe9"
+    r = run_cli(["train", b"caf\xe9.txt", "--val", b"v\xe9.txt", "--out", out, *args], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["train", "--resume", out, "--max-steps", "9"], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["eval-perplexity", "-c", out, b"v\xe9.txt"], tmp_path)  # type: ignore[list-item]
+    assert r.returncode == 0 and "v\\xe9.txt" in r.stdout, r.stderr
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"text", "model"},
     {"store", "evaluation"},
     {"training", "sample"},
-    {"run"},
+    {"run", "serve"},
     {"cli", "api"},  # the command line and the Python API: two faces, neither uses the other
     {"", "__main__"},  # the package itself (the Python API) and python -m charrnn
 ]
@@ -40,6 +40,7 @@ FILE_OWNERS = {
     "run/corpus.py",  # a run's token cache
     "run/folder.py",  # run folders and their lock
     "cli/common.py",  # the terminal's streams (stdout to /dev/null after a closed pipe)
+    "serve/app.py",  # the playground page: package data, read with importlib.resources
 }
 FILE_ACCESS = re.compile(
     r"(?<![\w.])open\(|\.(read|write)_(bytes|text)\(|np\.memmap\(|\bshutil\.|\btempfile\."

@@ -80,3 +80,26 @@ def test_reopening_uses_the_cache_or_checks_the_text_again(tmp_path: Path) -> No
 )
 def test_token_files_use_the_smallest_type(size: int, dtype: str) -> None:
     assert token_dtype(size).name == dtype
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_so_that_it_finds_the_file_again(
+    tmp_path: Path,
+) -> None:
+    from charrnn.store.atomic import json_text
+
+    src = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.txt"))  # Latin-1 bytes
+    src.write_text(TEXT, encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    corpus = read_sources(CorpusSpec(sources=(str(src),), val=str(src)), run)
+    # What config.json will hold: written as UTF-8, read back as the same names.
+    import json
+
+    data = json.loads(json_text(corpus.info).encode("utf-8").decode("utf-8"))
+    assert os.fsencode(data["sources"][0]) == os.fsencode(str(src.resolve()))
+    assert os.fsencode(data["val"]) == os.fsencode(str(src.resolve()))
+    ids = corpus.train_ids.tolist()
+    assert reopen_corpus(run, corpus.vocab, data).train_ids.tolist() == ids  # the token cache
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert reopen_corpus(run, corpus.vocab, data).train_ids.tolist() == ids  # read again

@@ -242,6 +242,37 @@ def test_a_file_that_cannot_move_leaves_the_staging_folder_whole(
     assert _elsewhere(staged) == "free"
 
 
+def test_what_a_start_up_cut_short_made_is_removed_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discard_unsaved removes every run folder this process made in which no checkpoint was
+    saved (a staged one, an adopted one, a claimed --out), wherever a signal fell; it keeps a
+    folder that holds a checkpoint and one that was there before."""
+    monkeypatch.setattr(runfolder, "_MADE", set())  # not the other tests' folders
+    root = tmp_path / "ck"
+    staged = runfolder.stage(str(root))
+    adopted, held = _adopted(root, "verses-gru")
+    made, _, made_lock = runfolder.claim(str(tmp_path / "out"))
+    (tmp_path / "mine").mkdir()
+    theirs, _, theirs_lock = runfolder.claim(str(tmp_path / "mine"))  # empty, there before
+    saved, _, saved_lock = runfolder.claim(str(tmp_path / "saved"))
+    shutil.copytree(_a_checkpoint(tmp_path), saved / "step-00000001")
+    for x in (held, made_lock, theirs_lock, saved_lock):
+        x.release()
+    runfolder.discard_unsaved()
+    assert not staged.exists() and not adopted.exists() and not made.exists()
+    assert theirs.is_dir() and ck.checkpoint_folders(saved)
+    assert sorted(p.name for p in root.iterdir()) == []
+
+
+def _a_checkpoint(tmp_path: Path) -> Path:
+    """A folder that counts as a complete checkpoint (it has a config.json)."""
+    step = tmp_path / "a-checkpoint"
+    step.mkdir()
+    (step / ck.CONFIG).write_text("{}")
+    return step
+
+
 def test_a_name_taken_between_looking_and_creating_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

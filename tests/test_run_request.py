@@ -199,7 +199,7 @@ def test_a_resume_needs_no_corpus_and_skips_the_new_run_checks() -> None:
 def test_corpus_spec_defaults() -> None:
     spec = CorpusSpec(sources=CORPUS)
     assert spec.kind == defaults.DEFAULT_TOKENIZER == "char"
-    assert spec.pieces == defaults.DEFAULT_VOCAB_SIZE
+    assert spec.pieces is defaults.subword_vocab_size  # the default's rule (test_run_defaults)
     assert CorpusSpec(tokenizer="bpe", vocab_size=300).pieces == 300
     assert spec.holds_out
     assert CorpusSpec(val_fraction=0.0, val="v.txt").holds_out

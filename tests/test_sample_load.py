@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,18 @@ def test_the_store_does_not_know_the_sampler() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_a_checkpoint_pruned_while_loaded_for_sampling(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    from .conftest import prune_on_first_call
+
+    monkeypatch.setattr(sampling, "cuda_possible", lambda: False)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    first = ck.resolve_checkpoint(run)
+    prune_on_first_call(monkeypatch, ck, "read_config", run)
+    loaded = load_for_sampling(run, device, fast=device == "auto")
+    assert loaded.path == ck.resolve_checkpoint(run) != first and not first.exists()

@@ -138,3 +138,22 @@ def test_fsync_helpers_work_and_a_missing_folder_is_a_no_op(tmp_path: Path) -> N
     with pytest.raises(FileNotFoundError):
         fsync_file(tmp_path / "absent")
     assert path.read_bytes() == b"x"
+
+
+# ------------------------------------------------------------------------- stored JSON
+
+
+def test_stored_json_holds_a_name_that_is_not_utf8_and_gives_it_back(tmp_path: Path) -> None:
+    import json
+
+    from charrnn.store.atomic import json_text
+
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.txt")  # a Latin-1 file name
+    obj = {"sources": [name], "plain": "café ✓"}
+    text = json_text(obj, indent=2)
+    write_text_atomic(tmp_path / "config.json", text)  # encodable: no UnicodeEncodeError
+    assert "\\udce9" in text and "café ✓" in text  # escaped; other text as it is
+    back = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert back == obj
+    assert os.fsencode(back["sources"][0]).endswith(b"/caf\xe9.txt")  # the same file
+    assert json_text({"a": "é"}) == json.dumps({"a": "é"}, ensure_ascii=False)

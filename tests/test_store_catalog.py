@@ -97,3 +97,63 @@ def test_corpus_and_origin_names() -> None:
     assert catalog.origin_text(origin) == "shakespeare-gru@500"
     assert catalog.origin_text({**origin, "step": None}) == "shakespeare-gru/step-00000500"
     assert catalog.origin_text(None) == "-"
+
+
+@pytest.mark.parametrize("partly", [False, True], ids=["removed", "half-removed"])
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [(ck, "read_config"), (ck, "file_sizes"), (catalog, "checkpoint_problems")],
+    ids=["config", "file sizes", "weights"],
+)
+def test_a_checkpoint_pruned_while_described_is_not_damaged(
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    partly: bool,
+    where: object,
+    name: str,
+) -> None:
+    """The run saves and prunes the checkpoint ``describe_checkpoint`` is reading, at one of
+    its reads: it describes the checkpoint the pointer names then, with no problem."""
+    from .conftest import prune_on_first_call
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    first = ck.resolve_checkpoint(run)
+    prune_on_first_call(monkeypatch, where, name, run, partly)
+    d = catalog.describe_checkpoint(run)
+    assert d["problems"] == []
+    assert d["checkpoint"] == str(ck.resolve_checkpoint(run)) != str(first)
+    assert d["pointers"] == ["best", "latest"]
+
+
+@pytest.mark.parametrize("partly", [False, True], ids=["removed", "half-removed"])
+def test_a_run_pruned_while_summarized_is_not_damaged(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partly: bool
+) -> None:
+    from .conftest import prune_on_first_call
+
+    root = tmp_path / "runs"
+    shutil.copytree(trained_run, root / "run")
+    first = ck.newest_checkpoint(root / "run")
+    for name in ("read_config", "saved_time"):
+        with monkeypatch.context() as m:
+            prune_on_first_call(m, ck, name, root / "run", partly)
+            runs, problems = catalog.list_runs(root)
+        assert problems == [] and [r.damaged for r in runs] == [None], (name, problems)
+        assert first is not None and not (first / ck.MODEL).exists()
+        first = ck.newest_checkpoint(root / "run")
+    with monkeypatch.context() as m:
+        prune_on_first_call(m, catalog, "checkpoint_problems", root / "run", partly)
+        assert catalog.summarize_run(root / "run").damaged is None
+
+
+def test_a_damaged_checkpoint_no_run_prunes_is_still_damaged(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (ck.resolve_checkpoint(run) / ck.MODEL).write_bytes(b"garbage")
+    d = catalog.describe_checkpoint(run)
+    assert len(d["problems"]) == 1 and "model.safetensors" in d["problems"][0]
+    assert catalog.summarize_run(run).damaged is not None

@@ -199,3 +199,83 @@ def test_cli_reports_a_broken_checkpoint_in_one_line(trained_run: Path, tmp_path
         assert r.exit_code == 1
         assert r.output.count("\n") == 1 and r.output.startswith("charrnn: error: ")
         assert str(best / ck.MODEL) in r.output and "Traceback" not in r.output
+
+
+# ----------------------------------------------------------------------------- pruned mid-read
+
+
+@pytest.mark.parametrize("partly", [False, True], ids=["removed", "half-removed"])
+@pytest.mark.parametrize("loader", ["load_model", "load_arrays"])
+def test_a_checkpoint_pruned_while_it_is_loaded_is_loaded_as_the_pointer_names_it_then(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partly: bool, loader: str
+) -> None:
+    """A run in training saves, moves its pointers and prunes the checkpoint a reader was
+    reading: that is not damage, the reader loads the one the pointer names now."""
+    from .conftest import prune_on_first_call
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    first = ck.resolve_checkpoint(run)
+    calls = prune_on_first_call(monkeypatch, ck, "read_config", run, partly)
+    loaded = getattr(ck, loader)(run)
+    assert calls[0] == first and loaded.path == ck.resolve_checkpoint(run) != first
+    assert first.exists() == partly
+
+
+def test_a_checkpoint_named_itself_and_pruned_while_read_says_so(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from .conftest import prune_on_first_call, supersede
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    first = ck.resolve_checkpoint(run)
+    prune_on_first_call(monkeypatch, ck, "read_config", run)
+    with pytest.raises(CheckpointError, match=r"removed while it was read \(pruned by its run\)"):
+        ck.load_model(first)
+    # Half removed, it vanishes within the grace a prune takes: also not "damaged".
+    monkeypatch.undo()
+    second = ck.resolve_checkpoint(run)
+    real, fired = ck.read_config, []
+
+    def half(path: Path) -> dict[str, object]:
+        if not fired:
+            fired.append(supersede(run, partly=True))  # its weights gone, the rest going:
+            threading.Timer(0.05, shutil.rmtree, [second]).start()  # the prune goes on
+        return real(path)
+
+    monkeypatch.setattr(ck, "read_config", half)
+    with pytest.raises(CheckpointError, match="removed while it was read"):
+        ck.load_arrays(second)
+    assert fired == [second] and not second.exists()
+
+
+def test_a_broken_checkpoint_still_there_is_damaged(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    best = ck.resolve_checkpoint(run)
+    (best / ck.MODEL).unlink()  # broken, and no run is pruning it
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+        ck.load_model(run)
+    calls = []
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+        ck.read_checkpoint(run, lambda c: calls.append(c) or ck.load_arrays(c))
+    assert calls == [best]  # read once: nothing moved
+
+
+def test_read_checkpoint_gives_up_on_a_checkpoint_replaced_under_every_read(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    from .conftest import supersede
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+
+    def read(ckpt: Path) -> None:
+        supersede(run)
+        ck.read_config(ckpt)
+
+    with pytest.raises(CheckpointError, match=f"replaced under {ck.READ_TRIES} reads in a row"):
+        ck.read_checkpoint(run, read)

@@ -44,3 +44,42 @@ def test_read_metrics_drops_what_a_resumed_session_redoes(tmp_path: Path) -> Non
         ("start", 10, None),
         ("eval", 20, 2.1),
     ]
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_sessions_start(tmp_path: Path) -> None:
+    """A kill mid-line leaves a torn tail; the next session's log must begin a new line, so
+    its ``start`` record is read (glued onto the torn line it would be lost)."""
+    log = MetricsLog(tmp_path)
+    log.write({"event": "start", "step": 0})
+    log.write({"event": "eval", "step": 10, "val_loss": 3.0})
+    log.close()
+    with open(tmp_path / METRICS, "ab") as f:
+        f.write(b'{"event": "step", "step": 12, "train_lo')  # killed here
+    again = MetricsLog(tmp_path)
+    again.write({"event": "start", "step": 10, "resumed": True})
+    again.write({"event": "eval", "step": 20, "val_loss": 2.0})
+    again.close()
+    got = [(r["event"], r["step"]) for r in read_metrics(tmp_path)]
+    assert got == [("start", 0), ("eval", 10), ("start", 10), ("eval", 20)]
+    lines = (tmp_path / METRICS).read_bytes().split(b"\n")
+    assert lines[2] == b'{"event": "step", "step": 12, "train_lo'  # kept, on its own line
+    # A file that ends cleanly (or is empty) gets no blank line.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for _ in range(2):
+        log = MetricsLog(clean)
+        log.write({"event": "start", "step": 0})
+        log.close()
+    assert (clean / METRICS).read_bytes().count(b"\n\n") == 0
+    assert (clean / METRICS).read_bytes().startswith(b"{")
+
+
+def test_a_record_naming_a_file_that_is_not_utf8_is_written_and_read_back(tmp_path: Path) -> None:
+    import os
+
+    name = os.fsdecode(b"caf\xe9.txt")
+    log = MetricsLog(tmp_path)
+    log.write({"event": "start", "step": 0, "corpus": name})
+    log.close()
+    (tmp_path / METRICS).read_bytes().decode("utf-8")  # the file stays UTF-8
+    assert read_metrics(tmp_path) == [{"event": "start", "step": 0, "corpus": name}]

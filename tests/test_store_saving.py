@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,44 @@ def test_half_written_checkpoint_is_ignored_then_cleaned(trained_run: Path, tmp_
     assert ck.newest_checkpoint(run) == run / ck.read_pointer(run, ck.LATEST)  # type: ignore[operator]
     saving.clean_temporary(run)
     assert not tmp.exists()
+
+
+def test_a_config_naming_a_file_that_is_not_utf8_is_saved_and_read_back(tmp_path: Path) -> None:
+    name = os.fsdecode(b"/corpora/caf\xe9.txt")  # a Latin-1 file name as Python sees it
+    path = saving.write_checkpoint(
+        tmp_path, "step-00000001", {ck.CONFIG: {"data": {"sources": [name]}}}, {}
+    )
+    assert ck.read_json(path / ck.CONFIG) == {"data": {"sources": [name]}}
+
+
+_FULL_DISK = """
+import resource, sys, torch
+from pathlib import Path
+from charrnn.errors import CheckpointError
+from charrnn.store import saving
+run = Path(sys.argv[1])
+def save(step, n):
+    tensors = {"model.safetensors": {"w": torch.zeros(n)}}
+    return saving.write_checkpoint(run, f"step-{step:08d}", {"config.json": {}}, tensors)
+save(1, 4)
+saving.set_pointer(run, "latest", "step-00000001")
+# From here no file may grow past 64 KB: the OS refuses the write (EFBIG) as a full disk would.
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save(2, 100000)
+except CheckpointError as e:
+    print(e)
+"""
+
+
+def test_a_tensor_file_the_os_refuses_is_one_checkpoint_error(tmp_path: Path) -> None:
+    """safetensors' writer fails with its own SafetensorError (not an OSError): the save still
+    ends in one CheckpointError naming the checkpoint and the reason, the previous one kept."""
+    run = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout == f"{run / 'step-00000002'}: cannot save checkpoint (File too large)\n"
+    assert ck.read_pointer(run, ck.LATEST) == "step-00000001"
+    assert sorted(p.name for p in run.iterdir()) == ["latest", "step-00000001"]

@@ -257,3 +257,15 @@ def test_the_header_is_checked_before_safetensors_reads_the_data(
     good.write_bytes(good.read_bytes()[:-1])
     _refused(read_tensors, good, "points past the end")
     assert calls == []
+
+
+@pytest.mark.parametrize("read", [read_tensors, read_arrays])
+def test_a_file_in_a_folder_whose_name_is_not_utf8_is_read(tmp_path: Path, read: Reader) -> None:
+    import os
+
+    folder = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9-gru"))
+    folder.mkdir()
+    save_torch(_tensors(), str(folder / "model.safetensors"))
+    got = read(folder / "model.safetensors", EXPECTED)
+    assert sorted(got) == sorted(EXPECTED)
+    assert np.array_equal(np.asarray(got["head.bias"]), _tensors()["head.bias"].numpy())

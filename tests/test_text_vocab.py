@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from charrnn.text.vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab
+from charrnn.text.vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab, show_chars
 
 
 def test_round_trip_and_deterministic_order() -> None:
@@ -47,3 +47,14 @@ def test_rejects_lone_surrogates_and_duplicates() -> None:
 def test_unigram_entropy() -> None:
     v = Vocab.build("abab")
     assert math.isclose(v.unigram_entropy_bits(), 1.0)
+
+
+def test_show_chars_shows_no_control_or_format_character_raw() -> None:
+    from .conftest import raw_controls
+
+    chars = ["\x1b", "\x85", "\x0e", "\u202e", "\u2066", "\u200f", "\u061c", "\x7f", "ж"]
+    shown = show_chars(chars, limit=20)
+    assert raw_controls(shown) == []
+    assert shown == ("U+001B, U+0085, U+000E, U+202E, U+2066, U+200F, U+061C, U+007F, 'ж'")
+    # A subword piece of several characters: its controls escaped.
+    assert show_chars(["a\x1b[2Jb", "\u202eevil"]) == "'a\\x1b[2Jb', '\\u202eevil'"

@@ -1,8 +1,9 @@
 """Shared pieces of the command line: the stderr console, output, option parsing.
 
 Generated text and machine-readable results go to stdout; progress, notices and errors go to
-stderr. Exit codes: 0 success, 1 a runtime error the user can fix (one line, no traceback),
-2 a usage error, 130 interrupted (143 for SIGTERM during training).
+stderr (see :mod:`.streams` for when they cannot be written). Exit codes: 0 success, 1 a
+runtime error the user can fix (one line, no traceback), 2 a usage error, 130 interrupted (128 +
+the signal for SIGTERM and SIGHUP during training: 143, 129).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import math
 import os
 import re
+import signal
 import sys
 import time
 import traceback
@@ -24,6 +26,7 @@ from rich.console import Console
 
 from ..errors import CharRNNError, CheckpointError, OptionError
 from ..store import checkpoint as ck
+from .streams import StdoutError, shown
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -119,12 +122,15 @@ class StdoutClosed(Exception):
 
 
 def write_out(text: str) -> None:
-    """Write UTF-8 to stdout whatever the locale, flushed so that readers see it at once."""
+    """Write UTF-8 to stdout whatever the locale, flushed so that readers see it at once.
+    Raises StdoutClosed when its reader went away, StdoutError when it cannot be written."""
     try:
-        sys.stdout.buffer.write(text.encode("utf-8", "replace"))
+        sys.stdout.buffer.write(shown(text).encode("utf-8", "replace"))
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         raise StdoutClosed() from None
+    except OSError as e:
+        raise StdoutError(e) from None
 
 
 class PacedWriter:
@@ -172,7 +178,7 @@ def out_or_quiet(text: str) -> None:
 
 def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left: int = 1) -> str:
     """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
-    table = [header, *rows]
+    table = [tuple(shown(c) for c in row) for row in (header, *rows)]  # widths as printed
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for row in table:
@@ -193,7 +199,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn user errors into one line on stderr + exit 1, and Ctrl-C into exit 130."""
+    """Turn user errors into one line on stderr + exit 1 (2 for an OptionError), and Ctrl-C
+    into exit 130 (:class:`~.signals.Interrupted` by another signal: 128 + the signal)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -202,13 +209,17 @@ def user_errors(fn: F) -> F:
         except CharRNNError as e:
             if debug_enabled():
                 traceback.print_exc()
+            if isinstance(e, StdoutError):
+                silence_stdout()  # what is still buffered for it must not fail again at exit
             err.print(f"charrnn: error: {e}", markup=False)
             raise typer.Exit(2 if isinstance(e, OptionError) else 1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if debug_enabled():
                 traceback.print_exc()
-            err.print("charrnn: interrupted", markup=False)
-            raise typer.Exit(130) from None
+            signum = getattr(e, "signum", signal.SIGINT)
+            name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+            err.print(f"charrnn: interrupted{name}", markup=False)
+            raise typer.Exit(128 + signum) from None
 
     return cast(F, wrapper)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import terminal_text
 from ..protocols import DEFAULT_BURN_IN, DEFAULT_STREAMS
 from ..store import checkpoint as ck
 from ..text.vocab import show_chars
@@ -20,12 +21,12 @@ from .common import (
     err,
     errors_option,
     fail,
-    find_checkpoint,
     format_table,
     out_or_quiet,
     set_threads,
     threads_param,
 )
+from .info import reading_target
 
 MAX_BURN_IN = 1 << 30  # more context than any text has; beyond it numbers stop being sizes
 
@@ -90,7 +91,7 @@ def eval_command(
         raise typer.BadParameter("--exact is one stream: leave out --streams", param_hint="--exact")
     streams = 1 if exact else streams
     set_threads(threads)
-    loaded = ck.load_model(find_checkpoint(checkpoint), device_option(device))
+    loaded = ck.load_model(reading_target(checkpoint), device_option(device))
     rows: list[dict[str, Any]] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -98,11 +99,14 @@ def eval_command(
             loaded.model, loaded.vocab, iter_text(f, encoding, errors), streams, burn_in
         )
         if scored.chars < 2:
-            fail(f"{name}: {scored.chars} characters; at least 2 are needed to score a text")
+            short = f"{name}: {scored.chars} characters; at least 2 are needed to score a text"
+            fail(terminal_text(short))
         if scored.unknown:
             err.print(
-                f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
-                f"({show_chars(scored.unknown_chars)}; scored as <UNK>)",
+                terminal_text(
+                    f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
+                    f"({show_chars(scored.unknown_chars)}; scored as <UNK>)"
+                ),
                 markup=False,
             )
         protocol = "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}"
@@ -122,7 +126,7 @@ def eval_command(
         )
         for r in rows
     ]
-    out_or_quiet(format_table(header, table))
+    out_or_quiet(format_table(header, [(terminal_text(r[0]), *r[1:]) for r in table]))
 
 
 def _eval_row(name: str, scored: TextScore, protocol: str) -> dict[str, Any]:

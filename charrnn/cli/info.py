@@ -11,11 +11,10 @@ from typing import Any
 
 import typer
 
-from ..errors import CharRNNError
+from ..errors import CharRNNError, terminal_json, terminal_text
 from ..store import catalog
 from ..store.atomic import json_text
-from ..text.vocab import UNK
-from .common import find_checkpoint, format_duration, human_bytes, out_or_quiet
+from .common import checkpoints_root, find_checkpoint, format_duration, human_bytes, out_or_quiet
 
 INFO_EPILOG = (
     "Examples:\n\n"
@@ -25,15 +24,19 @@ INFO_EPILOG = (
 
 
 def _show_char(piece: str) -> str:
-    """A vocabulary entry (a character or a subword piece) with blanks and controls visible."""
-    names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␠"}
-    if len(piece) > 1 and piece != UNK:
-        return "".join(_show_char(c) for c in piece)
-    if piece in names:
-        return names[piece]
-    if len(piece) == 1 and (ord(piece) < 32 or ord(piece) == 127):
-        return f"\\x{ord(piece):02x}"
-    return piece
+    """A vocabulary entry (a character or a subword piece) with blanks and controls visible:
+    a space as ␠, controls and format characters escaped (:func:`terminal_text`)."""
+    return terminal_text(piece).replace(" ", "␠")
+
+
+def reading_target(path: Path | None, how: str = "pass --checkpoint PATH") -> Path:
+    """What a reading command (info, sample, eval-perplexity) reads: the folder named, else the
+    run :func:`find_checkpoint` picks (not the checkpoint its pointer names now, so that a read
+    that sees that checkpoint pruned by the training run can follow the pointer)."""
+    if path is not None:
+        return path
+    found = find_checkpoint(None, how)
+    return found if found == checkpoints_root() else found.parent
 
 
 def _value(v: Any) -> str:
@@ -88,7 +91,8 @@ def info_text(d: dict[str, Any]) -> str:
     lines.append("files:")
     width = max((len(k) for k in d["files"]), default=0)
     lines += [f"  {k.ljust(width)}  {human_bytes(n)}" for k, n in d["files"].items()]
-    return "\n".join(lines) + "\n"
+    # Names, sources and notes come from the data: nothing of them may drive the terminal.
+    return "\n".join(terminal_text(line) for line in lines) + "\n"
 
 
 def _progress_lines(met: dict[str, Any], v: dict[str, Any]) -> list[str]:
@@ -121,9 +125,9 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Describe a checkpoint: model, parameters, vocabulary, training arguments, metrics."""
-    d = catalog.describe_checkpoint(find_checkpoint(checkpoint, "name a run or checkpoint folder"))
+    d = catalog.describe_checkpoint(reading_target(checkpoint, "name a run or checkpoint folder"))
     if as_json:
-        out_or_quiet(json_text(d, indent=2) + "\n")
+        out_or_quiet(terminal_json(json_text(d, indent=2)) + "\n")
     else:
         out_or_quiet(info_text(d))
     if d["problems"]:  # described as far as it could be, then flagged: exit 1

@@ -5,12 +5,13 @@ The table and the JSON are data, so they go to stdout; notes go to stderr.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from ..errors import terminal_json, terminal_text
 from ..store import catalog
+from ..store.atomic import json_text
 from .common import (
     Choice,
     checkpoints_root,
@@ -50,23 +51,28 @@ def runs_command(
     root = folder if folder is not None else checkpoints_root()
     runs, problems = catalog.list_runs(root)
     for p in problems:
-        err.print(f"charrnn: note: skipped {p}", markup=False)
+        err.print(terminal_text(f"charrnn: note: skipped {p}"), markup=False)
     for r in runs:
         if r.damaged:
-            err.print(f"charrnn: note: {r.name} is damaged: {r.damaged}", markup=False)
+            err.print(
+                terminal_text(f"charrnn: note: {r.name} is damaged: {r.damaged}"), markup=False
+            )
     runs = catalog.sort_runs(runs, sort, reverse)
     if as_json:
-        out_or_quiet(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False) + "\n")
+        out_or_quiet(terminal_json(json_text([r.to_dict() for r in runs], indent=2)) + "\n")
         return
     if not runs:
-        err.print(f"no runs in {root}; train one with `charrnn train FILE`", markup=False)
+        err.print(
+            terminal_text(f"no runs in {root}; train one with `charrnn train FILE`"), markup=False
+        )
         return
     out_or_quiet(runs_table(runs))
 
 
 def runs_table(runs: list[catalog.RunSummary]) -> str:
     """The table of ``charrnn runs``: one row per run, a ``from`` column only when some run
-    was fine-tuned."""
+    was fine-tuned. Names come from the data (a corpus named with an escape sequence): each
+    cell is shown :func:`terminal_text`."""
     header: tuple[str, ...] = ("name", "corpus", "tok", "cell", "layers x hidden", "params")
     header += ("steps", "best bpc", "when", "size")
     fine_tuned = any(r.init_from for r in runs)
@@ -74,19 +80,17 @@ def runs_table(runs: list[catalog.RunSummary]) -> str:
     rows: list[tuple[str, ...]] = []
     for r in runs:
         bpc = r.best_val_bits_per_char
-        rows.append(
-            (
-                r.name + (" (damaged)" if r.damaged else ""),
-                r.corpus,
-                r.tokenizer,
-                r.cell,
-                f"{r.layers}x{r.hidden}",
-                f"{r.parameters:,}",
-                str(r.steps),
-                "-" if bpc is None else f"{bpc:.3f}",
-                catalog.local_time(r.modified),
-                human_bytes(r.size_bytes),
-            )
-            + ((catalog.origin_text(r.init_from),) if fine_tuned else ())
-        )
+        row = (
+            r.name + (" (damaged)" if r.damaged else ""),
+            r.corpus,
+            r.tokenizer,
+            r.cell,
+            f"{r.layers}x{r.hidden}",
+            f"{r.parameters:,}",
+            str(r.steps),
+            "-" if bpc is None else f"{bpc:.3f}",
+            catalog.local_time(r.modified),
+            human_bytes(r.size_bytes),
+        ) + ((catalog.origin_text(r.init_from),) if fine_tuned else ())
+        rows.append(tuple(terminal_text(cell) for cell in row))
     return format_table(header, rows, left=4)

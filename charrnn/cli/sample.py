@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from ..errors import terminal_text
 from ..sample.policy import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
 from ..text.vocab import show_chars
 from .common import (
@@ -20,12 +21,12 @@ from .common import (
     encoding_option,
     err,
     errors_option,
-    find_checkpoint,
     set_threads,
     silence_stdout,
     threads_param,
     write_out,
 )
+from .info import reading_target
 
 SAMPLE_EPILOG = (
     "Examples:\n\n"
@@ -110,7 +111,7 @@ def sample_command(
         raise typer.BadParameter("give --prime or --prime-file, not both")
     set_threads(threads)
     # NumPy arrays on the CPU (torch never imported), or a torch model: sampling.engine decides.
-    loaded = load_for_sampling(find_checkpoint(checkpoint), device)
+    loaded = load_for_sampling(reading_target(checkpoint), device)
     text = prime or ""
     if prime_file is not None:
         text = read_text(prime_file, encoding, errors)
@@ -147,8 +148,8 @@ def _check_stop(stop: str | None, vocab: Any) -> None:
     unseen = vocab.unknown_chars(stop) if stop else []
     if unseen:
         hint = " (for a newline in bash, write --stop $'\\n')" if "\\n" in (stop or "") else ""
-        err.print(
+        note = (
             f"charrnn: note: --stop {shlex.quote(stop or '')} holds characters the model never "
-            f"writes ({show_chars(unseen)}): it cannot match{hint}",
-            markup=False,
+            f"writes ({show_chars(unseen)}): it cannot match{hint}"
         )
+        err.print(terminal_text(note), markup=False)

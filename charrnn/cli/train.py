@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import shlex
-import signal
 import sys
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -40,11 +37,14 @@ from .common import (
 from .common import (
     choices as _choices,
 )
+from .signals import StopOnSignals
+from .streams import shell_quote
 
 if TYPE_CHECKING:
     import torch
 
     from ..run.request import TrainRequest
+    from ..run.session import Run
     from ..training import distributed
 
 TRAIN_EPILOG = (
@@ -320,19 +320,17 @@ def _train(
     sample_every: int | None,
     threads: int | None,
 ) -> None:
-    from ..run.start import open_run
     from .view import Reporter, header, where
 
-    run = open_run(req, dev, d, threads)
-    quiet = quiet or not d.is_main  # only rank 0 talks
-    live = live_display()
-    if sample_every is None:
-        sample_every = 1 if live else 0
-    reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
-    if not quiet:
-        header(run, where(dev, d, run.plan))
-
-    with _StopOnSignals() as stop:
+    with StopOnSignals() as stop:
+        run = _open(req, dev, d, threads, stop)
+        quiet = quiet or not d.is_main  # only rank 0 talks
+        live = live_display()
+        if sample_every is None:
+            sample_every = 1 if live else 0
+        reporter = Reporter(run, live=live and not quiet, sample_every=sample_every)
+        if not quiet:
+            header(run, where(dev, d, run.plan))
         try:
             state = run.train(
                 callbacks=[] if quiet else [reporter],
@@ -350,40 +348,31 @@ def _train(
     if stop.signal is not None:
         if d.is_main:
             err.print(
-                f"resume with: charrnn train --resume {shlex.quote(str(run.run_dir))}", markup=False
+                f"resume with: charrnn train --resume {shell_quote(str(run.run_dir))}",
+                markup=False,
             )
         sys.stderr.flush()
         raise typer.Exit(128 + stop.signal)
 
 
-class _StopOnSignals:
-    """While training: the first Ctrl-C (SIGINT) or SIGTERM asks the run to stop after the
-    step and save; a second Ctrl-C aborts (KeyboardInterrupt). ``signal`` is the one received."""
+def _open(
+    req: TrainRequest,
+    dev: torch.device,
+    d: distributed.Dist,
+    threads: int | None,
+    stop: StopOnSignals,
+) -> Run:
+    """:func:`~charrnn.run.start.open_run`, which a signal during start-up (reading the corpus,
+    the probes) cuts short: then the run folders this process made, in which nothing was saved,
+    are removed wherever the signal fell (even between open_run's own clean-up and here), and
+    the :class:`~.signals.Interrupted` goes on (exit 128 + the signal)."""
+    from ..run import folder
+    from ..run.start import open_run
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def asked(self) -> bool:
-        return self.signal is not None
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        if signum == signal.SIGINT:
-            why, abort = "interrupted", "Ctrl-C again to abort"
-        else:
-            why, abort = signal.Signals(signum).name, "Ctrl-C to abort"
-        err.print(
-            f"{why}: stopping after this step and saving a checkpoint ({abort})", markup=False
-        )
-
-    def __enter__(self) -> _StopOnSignals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._old[signum] = signal.signal(signum, self._on_signal)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, old in self._old.items():
-            signal.signal(signum, old)
+    try:
+        run = open_run(req, dev, d, threads)
+        stop.training = True  # from here a signal stops the run after a step, and it is saved
+    except BaseException:
+        folder.discard_unsaved()
+        raise
+    return run

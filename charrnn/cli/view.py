@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.cells import cell_len
 from rich.progress import BarColumn, Progress, TextColumn
 
+from ..errors import terminal_text
 from ..run.session import Run
 from ..store import checkpoint as ck
 from ..store.catalog import origin_path
@@ -91,12 +92,15 @@ def header(r: Run, device: str) -> None:
         f"device {device}; stops at {' or '.join(limits)}",
         markup=False,
     )
-    err.print(f"run folder: {r.run_dir}", markup=False)
+    # Folder names and notices come from the data (file names, characters of the corpus).
+    err.print(terminal_text(f"run folder: {r.run_dir}"), markup=False)
     if r.init_from and not r.resumed:
         origin = origin_path(r.init_from)
-        err.print(f"starts from: {origin} (step {r.init_from['step']})", markup=False)
+        err.print(
+            terminal_text(f"starts from: {origin} (step {r.init_from['step']})"), markup=False
+        )
     for n in r.notices:
-        err.print(f"note: {n}", markup=False)
+        err.print(terminal_text(f"note: {n}"), markup=False)
 
 
 class Reporter:
@@ -239,20 +243,23 @@ class Reporter:
 
     def _preview(self, step: int) -> None:
         """A short sample from the model as it is now (its own seeded generator: the training
-        RNG is not touched, so previews never change what is trained)."""
+        RNG is not touched, so previews never change what is trained), with what could drive
+        the terminal (an escape sequence, a carriage return, U+202E: the corpus may hold any)
+        escaped (:func:`terminal_text`)."""
         from ..sample.generate import generate
         from ..sample.policy import SampleConfig
 
         cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
         text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
         lines = [
-            "  | " + line[:PREVIEW_WIDTH] for line in text.rstrip().split("\n")[:PREVIEW_LINES]
+            "  | " + terminal_text(line[:PREVIEW_WIDTH], keep="\t")
+            for line in text.rstrip().split("\n")[:PREVIEW_LINES]
         ]
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
     def note(self, text: str) -> None:
         """A notice during training, e.g. from :class:`charrnn.run.loadwatch.LoadWatch`."""
-        self._log(f"note: {text}")
+        self._log(terminal_text(f"note: {text}"))
 
     def _log(self, line: str) -> None:
         if self.progress is not None:
@@ -286,4 +293,4 @@ class Reporter:
         lines.append(f"metrics: {r.metrics_log.path}")
         lines.append(f"sample with: charrnn sample -c {shell_quote(str(r.run_dir))}")
         for line in lines:
-            err.print(line, markup=False)
+            err.print(terminal_text(line), markup=False)  # the run folder's name: data

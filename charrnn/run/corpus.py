@@ -211,7 +211,9 @@ def _build_vocab(
         return base, ["the subword tokenizer of the model it starts from is kept"]
     train_parts = (a for a, _ in split.parts() if a)
     if spec.kind != "char" and base is None:
-        return train_subword(train_parts, spec.kind, spec.pieces), []
+        sized: list[str] = []  # how the vocabulary size was chosen, when not as asked
+        name = _display(spec.sources[0])
+        return train_subword(train_parts, spec.kind, spec.pieces, sized, name), sized
     counts = count_chars(train_parts)
     bad = control_count(counts)
     notes = [f"corpus holds {bad} NUL or other control characters; kept as they are"] if bad else []

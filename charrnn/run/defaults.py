@@ -17,6 +17,7 @@ from ..training.config import TrainConfig
 
 CHECKPOINTS_ROOT = "checkpoints"  # where run folders go (``$CHARRNN_CHECKPOINTS`` overrides)
 DEFAULT_TOKENIZER, DEFAULT_VOCAB_SIZE = "char", 1024  # subword pieces, for bpe and unigram
+SUBWORD_MERGED_PIECES = 512  # the least room a default subword vocabulary leaves beyond characters
 DEFAULT_CELL = "gru"  # the measured choice (docs/defaults.md)
 DEFAULT_MAX_TIME = 120.0  # seconds, when no limit is given
 DEFAULT_LAYERS = 2
@@ -51,6 +52,18 @@ def embed_dim(vocab_size: int, hidden: int) -> int:
     characters, 2x256 GRU, 60 s, one run each, val nats/char): embedding 128 5.415, 256 5.218,
     against 5.287 for the plain PyTorch loop (which embeds at the hidden size)."""
     return 64 if vocab_size <= 256 else hidden
+
+
+def subword_vocab_size(char_pieces: int) -> int:
+    """Pieces of a bpe or unigram vocabulary left to the default, for a training text whose
+    characters need ``char_pieces`` (one each, with ``<UNK>`` and the newline: every character
+    is covered, see :mod:`charrnn.text.tokenizers`): DEFAULT_VOCAB_SIZE, or the characters'
+    pieces and SUBWORD_MERGED_PIECES more when the default would leave fewer (Chinese prose
+    has 3,000 to 6,000 distinct characters; the 1024 default cannot even hold them). Not
+    measured: it keeps the default working on any text and leaves room for longer pieces, as
+    the 1024 default does for an alphabet of ~100 characters. ``subword_vocab_size(0)`` is the
+    plain default."""
+    return max(DEFAULT_VOCAB_SIZE, char_pieces + SUBWORD_MERGED_PIECES)
 
 
 def dropout(n_train: int) -> float:

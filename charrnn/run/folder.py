@@ -1,5 +1,6 @@
 """A run folder: choosing its name, creating it, locking it for its one writer, and removing it
-when nothing was saved in it.
+when nothing was saved in it (also after a start-up cut short anywhere: :func:`discard_unsaved`
+knows every run folder this process made).
 
 A run folder holds the run's checkpoints, pointers, metrics.jsonl and token cache (see
 :mod:`charrnn.store.checkpoint`). Its default name is ``<root>/<corpus stem>-<cell>``, with ``-2``,
@@ -77,6 +78,7 @@ class _Hold:
 
 _HOLDS: dict[tuple[int, int], _Hold] = {}
 _HOLDS_LOCK = threading.Lock()
+_MADE: set[Path] = set()  # run folders (and staging folders) this process made, not discarded
 
 
 def _forget_holds() -> None:
@@ -88,6 +90,7 @@ def _forget_holds() -> None:
             os.close(hold.fd)
         hold.fd = -1
     _HOLDS.clear()
+    _MADE.clear()  # nor are the folders it made the child's to remove
 
 
 if hasattr(os, "register_at_fork"):
@@ -218,11 +221,14 @@ def claim(out: str) -> tuple[Path, bool, RunLock]:
     run_dir = Path(out)
     _check_free(run_dir)
     created = _make(run_dir)
+    if created:
+        _MADE.add(run_dir)
     held = lock(run_dir)
     try:
         _check_free(run_dir)
     except CharRNNError:
         held.release()
+        _MADE.discard(run_dir)  # another process filled it: not ours to remove
         raise
     return run_dir, created, held
 
@@ -243,9 +249,11 @@ def stage(root: str) -> Path:
     base = Path(root)
     _make(base)
     try:
-        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
+        staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
     except OSError as e:
         raise CharRNNError(f"{base}: cannot create a run folder in it ({e.strerror})") from None
+    _MADE.add(staged)
+    return staged
 
 
 def adopt(staged: Path, name: str) -> tuple[Path, RunLock]:
@@ -254,6 +262,7 @@ def adopt(staged: Path, name: str) -> tuple[Path, RunLock]:
     the staging folder is removed. Returns the folder and its lock. Raises CharRNNError when a
     file cannot move (the staging folder is then left as it was, for the caller to discard)."""
     new_dir = _make_next(staged.parent, name)
+    _MADE.add(new_dir)
     try:
         new_lock = lock(new_dir)
     except CharRNNError:
@@ -316,9 +325,17 @@ def _make_next(root: Path, stem: str) -> Path:
 def discard(run_dir: Path) -> None:
     """Remove a run folder this process created (on an error before anything was saved)."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    _MADE.discard(Path(run_dir))
 
 
 def discard_if_empty(run_dir: Path) -> None:
     """Remove a run folder in which no complete checkpoint was saved."""
     if not ck.checkpoint_folders(run_dir):
         discard(run_dir)
+
+
+def discard_unsaved() -> None:
+    """Remove every run folder (and staging folder) this process made in which no complete
+    checkpoint was saved: what a start-up cut short by a signal leaves, wherever it fell."""
+    for run_dir in sorted(_MADE):
+        discard_if_empty(run_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -35,7 +36,7 @@ class CorpusSpec:
     errors: str = "strict"
     min_char_count: int = 1
     tokenizer: str | None = None  # None: "char"
-    vocab_size: int | None = None  # subword pieces; None: defaults.DEFAULT_VOCAB_SIZE
+    vocab_size: int | None = None  # subword pieces; None: defaults.subword_vocab_size
 
     @property
     def kind(self) -> str:
@@ -43,9 +44,11 @@ class CorpusSpec:
         return self.tokenizer or defaults.DEFAULT_TOKENIZER
 
     @property
-    def pieces(self) -> int:
-        """The subword vocabulary size asked for (ignored by the character tokenizer)."""
-        return self.vocab_size or defaults.DEFAULT_VOCAB_SIZE
+    def pieces(self) -> int | Callable[[int], int]:
+        """The subword vocabulary size asked for, or (none asked) the default's rule, which
+        chooses it from the pieces the training text's characters need
+        (:func:`charrnn.run.defaults.subword_vocab_size`); ignored by the character tokenizer."""
+        return self.vocab_size or defaults.subword_vocab_size
 
     @property
     def holds_out(self) -> bool:

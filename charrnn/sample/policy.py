@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..protocols import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
 from ..text.vocab import UNK_ID
 
 if TYPE_CHECKING:
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 Engine = Literal["numpy", "torch"]
 ENGINES: tuple[Engine, ...] = ("numpy", "torch")
 
-DEFAULT_LENGTH = 1000  # steps (characters, or subword pieces)
-DEFAULT_TEMPERATURE = 0.8
+# DEFAULT_LENGTH (steps: characters, or subword pieces) and DEFAULT_TEMPERATURE live in the
+# leaf charrnn.protocols, so that ``import charrnn`` (the Python API's signatures) reads them
+# without loading this package.
 GREEDY_BELOW = 1e-30  # temperatures below this are greedy decoding (module docstring)
 FOLD_MIN_TEMPERATURE = 1e-4  # the smallest temperature folded into the output layer
 

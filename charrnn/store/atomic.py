@@ -9,19 +9,34 @@ A reader (or a crash) sees the old file or the new one, never a part of it::
 
 Every module that writes a file others read (pointers, the token cache, the copy of standard
 input, checkpoint folders) goes through here. Errors are raised as ``OSError``: each caller turns
-them into a one-line message naming its own kind of file.
+them into a one-line message naming its own kind of file. JSON that is stored (config.json,
+metrics.jsonl) is made by :func:`json_text`, which can always be written as UTF-8.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 TMP_PREFIX = ".tmp-"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(obj: Any, **options: Any) -> str:
+    """``json.dumps(obj, ensure_ascii=False, **options)`` that always encodes as UTF-8: a lone
+    surrogate (how Python holds a file name's bytes that are not UTF-8, such as a Latin-1
+    ``caf\\xe9.txt``) is written as its JSON escape ``\\udce9``, which reads back as the same
+    string, so the same file name."""
+    text = json.dumps(obj, ensure_ascii=False, **options)
+    if not _LONE_SURROGATE.search(text):
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def temporary_sibling(path: Path, tag: str = "") -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,31 @@ class RunSummary:
         return asdict(self)
 
 
-def summarize_run(run_dir: Path) -> RunSummary:
-    """One run folder, from its newest checkpoint's config.json."""
-    run_dir = Path(run_dir)
+def _newest(run_dir: Path) -> Path:
+    """The newest checkpoint of a run (:func:`charrnn.store.checkpoint.newest_checkpoint`)."""
     newest = ck.newest_checkpoint(run_dir)
     if newest is None:
         raise CheckpointError(f"{run_dir}: no complete checkpoint")
+    return newest
+
+
+def _best(run_dir: Path) -> Path:
+    """The best checkpoint of a run, else its newest."""
+    return ck.best_checkpoint(run_dir) or _newest(run_dir)
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    """One run folder, from its newest checkpoint's config.json, its best checkpoint's first
+    problem (headers only), each read again if the run prunes it meanwhile (a run that trains:
+    :func:`charrnn.store.checkpoint.read_checkpoint`)."""
+    run_dir = Path(run_dir)
+    summary = ck.read_checkpoint(run_dir, lambda newest: _summary(run_dir, newest), resolve=_newest)
+    damaged = ck.read_checkpoint(run_dir, _first_problem, lambda p: p is not None, _best)
+    return replace(summary, damaged=damaged)
+
+
+def _summary(run_dir: Path, newest: Path) -> RunSummary:
+    """A run's summary from its newest checkpoint ``newest`` (``damaged`` left unknown)."""
     config = ck.read_config(newest)
     model = config.get("model") or {}
     metrics = config.get("metrics") or {}
@@ -95,7 +114,6 @@ def summarize_run(run_dir: Path) -> RunSummary:
         modified=ck.saved_time(newest),
         size_bytes=ck.disk_usage(run_dir),
         init_from=origin_of(config),
-        damaged=_first_problem(ck.best_checkpoint(run_dir) or newest),
     )
 
 
@@ -172,8 +190,16 @@ def sort_runs(runs: list[RunSummary], key: str, reverse: bool = False) -> list[R
 def describe_checkpoint(path: Path, preview: int = 48) -> dict[str, Any]:
     """What ``charrnn info`` shows, as plain data: where, when, model, vocabulary (the first
     ``preview`` entries, ``<UNK>`` first), training arguments, data, final metrics, and the
-    problems found in its files (every header, and the model's weights)."""
-    ckpt = ck.resolve_checkpoint(Path(path))
+    problems found in its files (every header, and the model's weights). A checkpoint that its
+    run prunes while it is read is read again as the pointer names it then
+    (:func:`charrnn.store.checkpoint.read_checkpoint`): only one still there is damaged."""
+    return ck.read_checkpoint(
+        Path(path), lambda ckpt: _description(ckpt, preview), lambda d: bool(d["problems"])
+    )
+
+
+def _description(ckpt: Path, preview: int) -> dict[str, Any]:
+    """:func:`describe_checkpoint` of the checkpoint folder ``ckpt``."""
     config = ck.read_config(ckpt)
     vocab = ck.load_vocab(ckpt, config)
     model = config.get("model") or {}

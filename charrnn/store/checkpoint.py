@@ -29,9 +29,11 @@ import contextlib
 import json
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CheckpointError
 from ..model.config import ModelConfig, weight_shapes
@@ -57,6 +59,9 @@ LATEST = "latest"
 _STEP_RE = re.compile(r"^step-\d+$")
 # What a run folder holds before its first checkpoint (the token cache, the log, the lock).
 RUN_FILES = ("tokens-train.bin", "metrics.jsonl", ".lock")
+READ_TRIES = 3  # a read, and up to two more of the checkpoint a pointer names after a prune
+PRUNE_GRACE = 0.25  # seconds a checkpoint no pointer names may take to vanish (being pruned)
+T = TypeVar("T")
 
 
 def checkpoint_name(step: int) -> str:
@@ -75,12 +80,17 @@ def read_pointer(run_dir: Path, pointer: str) -> str | None:
     return name
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What a folder holds (nothing if it is not there, or was removed while it was listed)."""
+    try:
+        return list(Path(folder).iterdir())
+    except OSError:
+        return []
+
+
 def checkpoint_folders(run_dir: Path) -> list[Path]:
     """Complete checkpoint folders of a run, oldest step first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.iterdir() if _STEP_RE.match(p.name) and (p / CONFIG).is_file()]
+    found = [p for p in _entries(run_dir) if _STEP_RE.match(p.name) and (p / CONFIG).is_file()]
     return sorted(found, key=lambda p: p.name)
 
 
@@ -166,23 +176,90 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def newest_run(root: Path) -> Path | None:
     """The run under ``root`` whose newest checkpoint was written last."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
     best: tuple[float, Path] | None = None
-    for run in root.iterdir():
+    for run in _entries(root):
         if not run.is_dir():
             continue
         ck = newest_checkpoint(run)
         if ck is None:
             continue
-        mtime = (ck / CONFIG).stat().st_mtime
+        try:
+            mtime = (ck / CONFIG).stat().st_mtime
+        except OSError:  # pruned while we looked: its run has a newer one
+            continue
         if best is None or mtime > best[0]:
             best = (mtime, run)
     return best[1] if best else None
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder: which folder a name stands for (None: none now)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        return st.st_dev, st.st_ino
+    return None
+
+
+def read_checkpoint(
+    path: Path,
+    read: Callable[[Path], T],
+    damaged: Callable[[T], bool] = lambda _: False,
+    resolve: Callable[[Path], Path] = resolve_checkpoint,
+) -> T:
+    """``read(ckpt)`` of the checkpoint ``resolve(path)`` gives, made again (READ_TRIES in
+    all) with the one it gives then when the checkpoint read was removed or replaced meanwhile
+    (a run in training prunes the folders its pointers no longer name): that is not damage.
+    What ``read`` raises (CheckpointError, OSError), or a result ``damaged`` flags, stands for
+    a checkpoint still there and still the one ``path`` resolves to. Raises CheckpointError for
+    a checkpoint named itself that was removed, or one replaced under every read."""
+    path = Path(path)
+    ckpt = resolve(path)
+    for _ in range(READ_TRIES):
+        before = _identity(ckpt)
+        error: BaseException | None = None
+        try:
+            result = read(ckpt)
+        except (CheckpointError, OSError) as e:
+            error = e
+        newer = _moved(path, ckpt, before, error is not None or damaged(result), resolve)
+        if newer is None:
+            if error is not None:
+                raise error
+            return result
+        ckpt = newer
+    raise CheckpointError(f"{path}: replaced under {READ_TRIES} reads in a row; try again")
+
+
+def _moved(
+    path: Path, ckpt: Path, before: Any, failed: bool, resolve: Callable[[Path], Path]
+) -> Path | None:
+    """What to read after a read of ``ckpt`` (the folder ``before``); None: the read stands, as
+    the folder is still there and, if the read ``failed``, what ``path`` resolves to, unpruned."""
+    still = before is not None and _identity(ckpt) == before
+    if still and not failed:
+        return None
+    try:
+        now = resolve(path)
+    except CheckpointError:
+        if still and not _pruned_soon(ckpt, before):
+            return None  # the read's own error says more
+        if ckpt != path:
+            raise
+        raise CheckpointError(f"{path}: removed while it was read (pruned by its run)") from None
+    return now if now != ckpt or not still or _pruned_soon(ckpt, before) else None
+
+
+def _pruned_soon(ckpt: Path, before: Any) -> bool:
+    """Whether ``ckpt``, named by no pointer of a run whose pointers name other checkpoints,
+    vanishes within PRUNE_GRACE seconds (its run is pruning it)."""
+    names = {read_pointer(ckpt.parent, BEST), read_pointer(ckpt.parent, LATEST)} - {None}
+    deadline = time.monotonic() + (PRUNE_GRACE if names and ckpt.name not in names else 0)
+    while time.monotonic() < deadline and _identity(ckpt) == before:
+        time.sleep(0.01)
+    return _identity(ckpt) != before
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -281,17 +358,20 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Model and vocabulary from a checkpoint or run folder, checked before any weight is used."""
     from ..model.rnn import CharRNN
 
-    ckpt = resolve_checkpoint(Path(path))
-    config, mc, vocab = read_model_config(ckpt)
-    tensors = read_tensors(ckpt / MODEL, expected_weights(mc))
-    model = CharRNN(mc)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    allowed_missing = {"head.weight"} if mc.tie_weights else set()
-    if set(missing) - allowed_missing or unexpected:
-        raise CheckpointError(f"{ckpt / MODEL}: tensors do not match the model")
-    model.to(device)
-    model.eval()
-    return LoadedModel(ckpt, model, vocab, config)
+    def load(ckpt: Path) -> LoadedModel:
+        config, mc, vocab = read_model_config(ckpt)
+        tensors = read_tensors(ckpt / MODEL, expected_weights(mc))
+        model = CharRNN(mc)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        allowed_missing = {"head.weight"} if mc.tie_weights else set()
+        if set(missing) - allowed_missing or unexpected:
+            raise CheckpointError(f"{ckpt / MODEL}: tensors do not match the model")
+        return LoadedModel(ckpt, model, vocab, config)
+
+    loaded = read_checkpoint(path, load)  # again if a training run prunes it meanwhile
+    loaded.model.to(device)
+    loaded.model.eval()
+    return loaded
 
 
 @dataclass
@@ -310,7 +390,9 @@ def load_arrays(path: Path) -> LoadedArrays:
     finite values), the weights read by safetensors' NumPy loader."""
     from ..model.arrays import ArrayModel
 
-    ckpt = resolve_checkpoint(Path(path))
-    config, mc, vocab = read_model_config(ckpt)
-    arrays = read_arrays(ckpt / MODEL, expected_weights(mc))
-    return LoadedArrays(ckpt, ArrayModel(mc, arrays), vocab, config)
+    def load(ckpt: Path) -> LoadedArrays:
+        config, mc, vocab = read_model_config(ckpt)
+        arrays = read_arrays(ckpt / MODEL, expected_weights(mc))
+        return LoadedArrays(ckpt, ArrayModel(mc, arrays), vocab, config)
+
+    return read_checkpoint(path, load)

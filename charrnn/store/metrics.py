@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .atomic import json_text
 
 METRICS = "metrics.jsonl"
 
@@ -43,7 +45,10 @@ class MetricsLog:
     Each line goes out in a single unbuffered ``write`` to a file opened for appending, so a
     reader of a run in progress sees whole lines; at worst the very last line is incomplete, and
     :func:`read_metrics` skips it. Lines are not fsynced: a crash may lose the last few, which
-    the checkpoints do not depend on. Raises :class:`CheckpointError` when it cannot write.
+    the checkpoints do not depend on. A line torn by a kill (the file does not end with a
+    newline) is ended when the log is opened again, so the next session's first record (its
+    ``start``) begins a line of its own instead of being glued onto the torn one, which the
+    reader then skips. Raises :class:`CheckpointError` when it cannot write.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -52,13 +57,27 @@ class MetricsLog:
 
     def write(self, record: Mapping[str, Any]) -> None:
         plain = {k: _plain_number(v) for k, v in record.items()}
-        line = json.dumps(plain, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+        line = json_text(plain, separators=(", ", ": ")) + "\n"
         try:
             if self._file is None:
-                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+                self._file = self._open()
             self._file.write(line.encode("utf-8"))
         except OSError as e:
             raise CheckpointError(f"{self.path}: cannot write ({e.strerror or e})") from None
+
+    def _open(self) -> Any:
+        """The log opened for appending, its torn last line (if any) ended first."""
+        f = open(self.path, "a+b", buffering=0)  # noqa: SIM115 (kept open)
+        try:
+            end = f.seek(0, os.SEEK_END)
+            if end > 0:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")  # appended: the torn record stays a line of its own
+        except BaseException:
+            f.close()
+            raise
+        return f
 
     def close(self) -> None:
         if self._file is not None:

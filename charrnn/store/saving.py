@@ -8,15 +8,22 @@ folder is renamed into place; only then are the pointers replaced (a temporary f
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
-from .atomic import TMP_PREFIX, fsync_dir, fsync_file, temporary_sibling, write_text_atomic
+from .atomic import (
+    TMP_PREFIX,
+    fsync_dir,
+    fsync_file,
+    json_text,
+    temporary_sibling,
+    write_text_atomic,
+)
 from .checkpoint import BEST, LATEST, checkpoint_folders, read_pointer
 
 if TYPE_CHECKING:
@@ -26,14 +33,27 @@ if TYPE_CHECKING:
 
 
 def _json_text(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    return json_text(obj, indent=2, allow_nan=False) + "\n"
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def save_file(tensors: Mapping[str, Any], path: str, metadata: dict[str, str]) -> None:
-    """safetensors' own writer (imported on first use: it needs torch, which reading does not)."""
+    """safetensors' own writer (imported on first use: it needs torch, which reading does not).
+    Raises OSError when it cannot write (safetensors raises its own SafetensorError, whose text
+    names the OS error: ``I/O error: No space left on device (os error 28) at path ...``)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file as write
 
-    write(dict(tensors), path, metadata=metadata)
+    try:
+        write(dict(tensors), path, metadata=metadata)
+    except SafetensorError as e:
+        m = _OS_ERROR.search(str(e))
+        if m is None:
+            raise OSError(str(e).strip() or "safetensors could not write it") from None
+        code = int(m.group(1))
+        raise OSError(code, os.strerror(code)) from None
 
 
 def write_checkpoint(

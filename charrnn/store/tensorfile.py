@@ -152,18 +152,30 @@ def read_tensors(path: Path, expected: Expected | None = None) -> dict[str, torc
     """
     import torch
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     path = Path(path)
     _checked_header(path, expected)
     try:
-        tensors = load_file(str(path), device="cpu")
+        if _utf8_path(path):
+            tensors = load_file(str(path), device="cpu")
+        else:  # safetensors maps only files whose path is valid UTF-8: read this one whole
+            tensors = load(path.read_bytes())
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: cannot read tensors ({e})") from None
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf values")
     return tensors
+
+
+def _utf8_path(path: Path) -> bool:
+    """Whether ``path`` is valid UTF-8 (not a name with bytes from another locale)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_arrays(path: Path, expected: Expected | None = None) -> dict[str, np.ndarray]:

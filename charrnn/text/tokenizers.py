@@ -10,14 +10,23 @@ pickle). Choices made so that generation streams text exactly:
   plain string and the output is the concatenation of the pieces; characters never seen in
   training map to the unknown piece, id 0, like ``<UNK>`` in the character vocabulary (byte
   fallback would only produce bytes the model was never trained on).
+
+Full coverage means a piece for every distinct character (and one each for ``<UNK>`` and the
+newline): :func:`char_pieces` counts them. A vocabulary size given by the user that is smaller
+is refused (:class:`~charrnn.errors.OptionError` naming the smallest that works); the default
+is a rule of that count (:func:`charrnn.run.defaults.subword_vocab_size`). A size larger than
+the text allows is what sentencepiece then makes (it stops when no pair is left to merge), and
+a notice says so.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..errors import CorpusError, OptionError
 from .vocab import REPLACEMENT_CHAR, UNK, UNK_ID, Vocab
 
 KINDS = ("bpe", "unigram")  # subword tokenizers
@@ -93,13 +102,99 @@ def _sentences(chunks: Iterable[str], limit: int) -> Iterator[str]:
         yield pending
 
 
-def train_subword(chunks: Iterable[str], kind: str, vocab_size: int) -> SubwordTokenizer:
-    """Train a BPE or unigram model on the training text (its first 50M characters at most)."""
+def char_pieces(sentences: Iterable[str]) -> int:
+    """The pieces sentencepiece needs before any merge to cover every character of
+    ``sentences``: one per distinct character (a space and U+2581 are one, NUL is skipped), and
+    one each for ``<UNK>`` and the newline."""
+    chars: set[str] = set()
+    for s in sentences:
+        chars.update(s)
+    if " " in chars:
+        chars.discard(" ")
+        chars.add(SPACE)
+    return len(chars - {"\n", "\0"}) + 2
+
+
+def train_subword(
+    chunks: Iterable[str],
+    kind: str,
+    vocab_size: int | Callable[[int], int],
+    notes: list[str] | None = None,
+    name: str = "the training text",
+) -> SubwordTokenizer:
+    """Train a BPE or unigram model on the training text (its first 50M characters at most).
+
+    ``vocab_size``: the pieces asked for (``--vocab-size``), or the default's rule, which
+    chooses them from the pieces the text's characters need (:func:`char_pieces`; the rule of
+    0 is the plain default). Raises OptionError for a size asked for that cannot cover the
+    text's characters (naming the smallest that works), CorpusError for a text with nothing to
+    learn from. ``notes`` gets a line when the size is not the one asked for: grown by the
+    rule, or smaller because the text allows no more pieces. ``name``: the text in messages
+    (its first file)."""
+    sentences = list(_sentences(chunks, MAX_TRAINING_CHARS))
+    needed = char_pieces(sentences)
+    if needed <= 2:
+        raise CorpusError(
+            f"{name}: no character but newlines and NUL for a {kind} tokenizer to learn from; "
+            "use --tokenizer char"
+        )
+    for _ in range(2):  # again if sentencepiece counts more characters than char_pieces
+        asked = vocab_size if isinstance(vocab_size, int) else max(needed, vocab_size(needed))
+        if asked < needed:
+            raise OptionError(_too_small(name, kind, asked, needed))
+        try:
+            tok = _train(sentences, kind, asked)
+            break
+        except RuntimeError as e:
+            found = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+            if found is None or int(found.group(1)) <= needed:
+                detail = (str(e).splitlines() or [type(e).__name__])[0]
+                raise CorpusError(
+                    f"{name}: sentencepiece cannot train a {kind} tokenizer ({detail})"
+                ) from None
+            needed = int(found.group(1))
+    else:
+        raise CorpusError(f"{name}: sentencepiece cannot train a {kind} tokenizer of {asked}")
+    if notes is not None:
+        base = None if isinstance(vocab_size, int) else vocab_size(0)
+        notes.extend(_size_notes(kind, base, needed, asked, len(tok)))
+    return tok
+
+
+def _too_small(name: str, kind: str, asked: int, needed: int) -> str:
+    return (
+        f"--vocab-size {asked}: too small for {name}, whose {needed - 2:,} distinct "
+        f"characters each need a {kind} piece (with <UNK> and the newline, {needed:,}); the "
+        f"smallest size that works is {needed}"
+    )
+
+
+def _size_notes(kind: str, base: int | None, needed: int, asked: int, got: int) -> list[str]:
+    """Notices about the size a tokenizer got: ``asked`` pieces grown from the default ``base``
+    (None: --vocab-size gave the size), or ``got``, fewer than asked; none for the size asked."""
+    notes = []
+    if base is not None and asked > base:
+        notes.append(
+            f"{kind} vocabulary of {asked:,} pieces instead of the default {base}: the training "
+            f"text's {needed - 2:,} distinct characters each need one (with <UNK> and the "
+            f"newline, {needed:,}), and {asked - needed:,} are left for longer pieces "
+            "(--vocab-size sets the size)"
+        )
+    if got < asked:
+        what = f"--vocab-size {asked}" if base is None else f"{kind} vocabulary of {asked:,}"
+        notes.append(
+            f"{what}: the training text is too short for more than {got:,} {kind} pieces; "
+            f"using {got:,}"
+        )
+    return notes
+
+
+def _train(sentences: list[str], kind: str, vocab_size: int) -> SubwordTokenizer:
     import sentencepiece as spm
 
     out = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=_sentences(chunks, MAX_TRAINING_CHARS),
+        sentence_iterator=iter(sentences),
         model_writer=out,
         model_type=kind,
         vocab_size=vocab_size,

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import terminal_text
+
 UNK = "<UNK>"
 UNK_ID = 0
 REPLACEMENT_CHAR = "\ufffd"
@@ -117,9 +119,15 @@ class Vocab:
 
 
 def show_chars(chars: Sequence[str], limit: int = 5) -> str:
-    """Characters for a message: ``'ж', '€', U+0007 and 3 more`` (controls and blanks as code
-    points, so that nothing invisible is shown)."""
-    shown = [f"'{c}'" if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars]
+    """Characters for a message: ``'ж', '€', U+0007 and 3 more`` (controls, format characters
+    such as U+202E and blanks as code points, so that nothing invisible is shown and nothing
+    reaches the terminal raw; a longer piece with its controls escaped, see
+    :func:`charrnn.errors.terminal_text`)."""
+    shown = [
+        f"U+{ord(c):04X}" if len(c) == 1 and (c.isspace() or not c.isprintable()) else f"'{c}'"
+        for c in chars
+    ]
+    shown = [terminal_text(s) for s in shown]
     more = len(shown) - limit
     head = ", ".join(shown[:limit])
     return f"{head} and {more} more" if more > 0 else head

@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import TrainingError
-from ..evaluation import DEFAULT_BURN_IN, PARALLEL_WINDOW, evaluate_chunks
+from ..evaluation import DEFAULT_BURN_IN, PARALLEL_WINDOW, evaluate_chunks, step_shape
 from ..model.rnn import CharRNN, Hidden, hidden_from_tensors, hidden_tensors
 from ..units import Score, nats_per_char
 from . import schedule
@@ -277,9 +277,13 @@ def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
     """About how long validating ``n_tokens`` tokens takes: a forward pass of the validation's
     streams over one window of the protocol, timed twice (the faster counts: a busy moment
     must not inflate it), scaled to the protocol's positions (its tokens per stream plus the
-    burn-in), and a tenth more. No weights and no random state change."""
-    steps, was_training = PARALLEL_WINDOW, model.training
-    x = torch.zeros(c.eval_streams, steps, dtype=torch.long, device=next(model.parameters()).device)
+    burn-in), and a tenth more. The step has the protocol's shape, its logits within the
+    protocol's memory budget (:func:`charrnn.evaluation.step_shape`: a large vocabulary gets
+    shorter steps or fewer rows a step, the latter scaled back up). No weights and no random
+    state change."""
+    rows, steps = step_shape(c.eval_streams, model.config.vocab_size, PARALLEL_WINDOW)
+    groups, was_training = -(-c.eval_streams // rows), model.training
+    x = torch.zeros(rows, steps, dtype=torch.long, device=next(model.parameters()).device)
     model.eval()
     try:
         with torch.no_grad():
@@ -291,7 +295,7 @@ def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
                 times.append(time.perf_counter() - t0)
     finally:
         model.train(was_training)
-    return 1.1 * min(times) / steps * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
+    return 1.1 * groups * min(times) / steps * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
 
 
 def _evaluated(
