@@ -128,7 +128,8 @@ def train_command(
         None,
         "--vocab-size",
         parser=Number(int, 16, MAX_SUBWORDS),
-        help=f"Subword vocabulary size [{defaults.DEFAULT_VOCAB_SIZE}].",
+        help=f"Subword vocabulary size [{defaults.DEFAULT_VOCAB_SIZE}, more for texts of many "
+        "characters].",
         metavar="N",
     ),
     batch_size: int | None = typer.Option(
