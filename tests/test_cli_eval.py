@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from charrnn import evaluation, protocols
 from charrnn.cli import app
 from charrnn.cli import eval as eval_cli
+from charrnn.store import checkpoint as ck
 from charrnn.training.config import TrainConfig
 
 runner = CliRunner()
@@ -70,3 +71,11 @@ def test_burn_in_has_an_upper_bound_and_a_long_one_is_quiet(trained_run: Path) -
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["files"][0]["chars"] == 22 * 20
     assert eval_cli.MAX_BURN_IN == 1073741824
+
+
+def test_the_table_names_the_checkpoint_scored(trained_run: Path) -> None:
+    r = runner.invoke(app, ["eval-perplexity", "-", "-c", str(trained_run)], input="THE WOLF\n" * 9)
+    assert r.exit_code == 0, r.output
+    header, row = r.stdout.strip().splitlines()
+    best = f"{trained_run.name}/{ck.read_pointer(trained_run, ck.BEST)}"
+    assert header.split()[-1] == "checkpoint" and row.split()[-1] == best

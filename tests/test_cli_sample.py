@@ -57,3 +57,16 @@ def test_sampled_text_stays_exact_while_notes_are_escaped(hostile_run: Path) -> 
     text = "".join(generate(loaded.model, loaded.vocab, "a\u202e\u2066", cfg))
     assert r.stdout.rstrip("\n") == text.rstrip("\n") and raw_controls(r.stdout) != []
     assert "U+2066" in r.stderr and raw_controls(r.stderr) == []
+
+
+def test_a_separator_between_samples(trained_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    base = ["sample", "-c", str(trained_run), "--num-samples", "3", "--length", "30", "--seed", "2"]
+    plain = CliRunner().invoke(app, base)
+    marked = CliRunner().invoke(app, [*base, "--separator", "\\n%%\\t\\n"])
+    assert plain.exit_code == marked.exit_code == 0, marked.output
+    samples = plain.stdout.split("\n\n")  # the default: a blank line between samples
+    assert len(samples) == 3
+    assert marked.stdout.count("\n%%\t\n") == 2
+    assert marked.stdout.replace("\n%%\t\n", "\n") == plain.stdout  # in place of the blank line

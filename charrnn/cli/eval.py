@@ -114,7 +114,8 @@ def eval_command(
     if as_json:
         out_or_quiet(json.dumps({"checkpoint": str(loaded.path), "files": rows}, indent=2) + "\n")
         return
-    header = ("file", "chars", "unknown", "nats/char", "bits/char", "perplexity")
+    header = ("file", "chars", "unknown", "nats/char", "bits/char", "perplexity", "checkpoint")
+    scored_with = f"{loaded.path.parent.name}/{loaded.path.name}"  # run/step: which one was scored
     table = [
         (
             r["file"],
@@ -123,6 +124,7 @@ def eval_command(
             f"{r['nats_per_char']:.4f}",
             f"{r['bits_per_char']:.4f}",
             f"{r['perplexity']:.3f}",
+            terminal_text(scored_with),
         )
         for r in rows
     ]

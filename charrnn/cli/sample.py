@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ def sample_command(
         help="Independent samples (computed side by side).",
         metavar="N",
     ),
+    separator: str | None = typer.Option(
+        None,
+        "--separator",
+        help="Printed between --num-samples samples, \\n and \\t read as newline and tab "
+        "[a blank line].",
+        metavar="TEXT",
+    ),
     stop: str | None = typer.Option(
         None,
         "--stop",
@@ -136,8 +144,9 @@ def sample_command(
             out.flush()
         else:
             samples = generate_many(loaded.model, loaded.vocab, num_samples, text, cfg, stop)
+            between = "\n" if separator is None else _unescape(separator)
             for i, s in enumerate(samples):
-                write_out(("\n" if i else "") + s + ("" if s.endswith("\n") else "\n"))
+                write_out((between if i else "") + s + ("" if s.endswith("\n") else "\n"))
     except StdoutClosed:
         silence_stdout()
         raise typer.Exit(0) from None
@@ -153,3 +162,10 @@ def _check_stop(stop: str | None, vocab: Any) -> None:
             f"writes ({show_chars(unseen)}): it cannot match{hint}"
         )
         err.print(terminal_text(note), markup=False)
+
+
+def _unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` in an option value as newline, tab and backslash (the shell
+    passes them as typed); everything else as it is."""
+    table = {"n": "\n", "t": "\t", "\\": "\\"}
+    return re.sub(r"\\([nt\\])", lambda m: table[m.group(1)], text)
