@@ -58,9 +58,10 @@ def engine(model: CharRNN | ArrayModel | str, fast: bool = True) -> Engine:
     return "numpy" if supports(model) else "torch"
 
 
-def _prime(vocab: Tokenizer, prime: str, rng: np.random.Generator) -> tuple[list[int], int, str]:
-    """What both engines read before generating: the prime's tokens but the last, the last (the
-    input of the first step), and the text that the output begins with."""
+def prime_ids(vocab: Tokenizer, prime: str, rng: np.random.Generator) -> tuple[list[int], int, str]:
+    """What every engine reads before generating (the two of this module, and the server's
+    batches): the prime's tokens but the last, the last (the input of the first step), and the
+    text that the output begins with. Without a prime the first token is drawn with ``rng``."""
     ids = vocab.encode(prime)
     if ids:
         return ids[:-1], ids[-1], prime
@@ -165,7 +166,7 @@ def _generate_plain(
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(cfg.seed)
-    context, last, head = _prime(vocab, prime, rng)
+    context, last, head = prime_ids(vocab, prime, rng)
     pick = Picker(cfg, batch, model.config.vocab_size, rng)
     device = next(model.parameters()).device
     try:
@@ -196,7 +197,7 @@ def _fast_start(
     """The stepper loaded with the prime's state (read one token at a time), the picker, the last
     input token and the text the output begins with."""
     rng = np.random.default_rng(cfg.seed)
-    context, last, head = _prime(vocab, prime, rng)
+    context, last, head = prime_ids(vocab, prime, rng)
     pick = Picker(cfg, batch, model.config.vocab_size, rng)
     rnn = numpy_engine.FastRNN(model, batch, head_scale=pick.head_scale, mask=pick.mask)
     step = rnn.step

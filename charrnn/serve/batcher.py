@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model.arrays import ArrayModel
-from ..sample.generate import _prime
+from ..sample.generate import prime_ids
 from ..sample.numpy_engine import FastRNN
 from ..sample.policy import Picker, SampleConfig
 from ..text.tokenizers import Tokenizer
@@ -122,7 +122,7 @@ class _Slot:
         spec = stream.spec
         self.stream = stream
         rng = np.random.default_rng(spec.config.seed)
-        self.context, self.last, head = _prime(vocab, spec.prompt, rng)
+        self.context, self.last, head = prime_ids(vocab, spec.prompt, rng)
         stream.prompt_tokens = len(self.context) + (1 if spec.prompt else 0)
         self.pick = Picker(spec.config, 1, vocab_size, rng)
         self.scale = F32(self.pick.head_scale)
