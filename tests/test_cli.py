@@ -172,7 +172,9 @@ def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
     r = run_cli(["eval-perplexity", "held.txt"], tmp_path)
     assert r.returncode == 0, r.stderr
     header, row = r.stdout.strip().splitlines()
-    assert header.split() == ["file", "chars", "unknown", "nats/char", "bits/char", "perplexity"]
+    assert header.split() == [
+        *("file", "chars", "unknown", "nats/char", "bits/char", "perplexity", "checkpoint")
+    ]
     cells = row.split()
     assert cells[0] == "held.txt" and cells[1] == str(3000 + 8) and cells[2] == "2"
     assert "2 character(s) the model never saw" in r.stderr

@@ -1,19 +1,26 @@
-"""Signals on the command line (charrnn/cli/signals.py), sent for real to this process: during
-start-up the first ends it (Interrupted, 128 + the signal), while training it asks the run to
-stop; SIGTERM and SIGHUP end any command the way Ctrl-C does."""
+"""Signals on the command line (charrnn/cli/signals.py), sent for real: during start-up the
+first ends the process at once after its clean-up (one line, 128 + the signal), while training it
+asks the run to stop; outside it any command ends at once with one line."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import typer
 
-from charrnn.cli.common import user_errors
-from charrnn.cli.signals import STOP_SIGNALS, Interrupted, StopOnSignals, end_on_signals
+from charrnn.cli.signals import STOP_SIGNALS, StopOnSignals, exit_line
+
+LINES = {
+    signal.SIGINT: "charrnn: interrupted",
+    signal.SIGTERM: "charrnn: interrupted (SIGTERM)",
+    signal.SIGHUP: "charrnn: interrupted (SIGHUP)",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -26,36 +33,52 @@ def _restore_handlers() -> Iterator[None]:
 
 def _send(sig: int) -> None:
     os.kill(os.getpid(), sig)
-    time.sleep(0.05)  # the handler runs at the next bytecode; a loop gives it the chance
-    for _ in range(1000):
-        pass
+    time.sleep(0.05)  # the handler runs at the next bytecode
 
 
-def test_sighup_is_one_of_the_signals() -> None:
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_signals_and_their_lines() -> None:
     assert set(STOP_SIGNALS) == {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    assert {s: exit_line(s) for s in STOP_SIGNALS} == LINES
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_during_start_up_the_first_signal_ends_it_and_later_ones_wait(sig: int) -> None:
-    with StopOnSignals() as stop:
-        with pytest.raises(Interrupted) as e:
-            _send(sig)
-        assert e.value.signum == sig and stop.signal == sig
-        _send(signal.SIGTERM)  # while the new run folder is removed: ignored
-        _send(signal.SIGINT)
-    assert stop.signal == sig
+def test_during_start_up_a_signal_cleans_up_then_ends_the_process(tmp_path: Path, sig: int) -> None:
+    """The clean-up runs whole (a second signal during it waits), then one line, 128 + sig."""
+    code = f"""
+import os, signal, time
+from charrnn.cli.signals import StopOnSignals
+def clean_up():
+    os.kill(os.getpid(), signal.SIGTERM)  # a second signal, while cleaning up
+    time.sleep(0.1)
+    open("cleaned", "w").close()
+with StopOnSignals(clean_up=clean_up):
+    os.kill(os.getpid(), {int(sig)})
+    for _ in range(100):
+        time.sleep(0.05)
+print("not ended")
+"""
+    r = _python(code, tmp_path)
+    assert (r.returncode, r.stderr, r.stdout) == (128 + sig, LINES[sig] + "\n", "")
+    assert (tmp_path / "cleaned").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_while_training_a_signal_asks_the_run_to_stop(
     sig: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with StopOnSignals() as stop:
+    with StopOnSignals(clean_up=lambda: pytest.fail("training: nothing to clean up")) as stop:
         stop.training = True
         assert not stop.asked()
         _send(sig)
         assert stop.asked() and stop.signal == sig
         _send(signal.SIGHUP)  # a second SIGHUP or SIGTERM: nothing more
+        _send(signal.SIGTERM)
         assert stop.signal == sig
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C aborts
             _send(signal.SIGINT)
@@ -63,29 +86,27 @@ def test_while_training_a_signal_asks_the_run_to_stop(
     assert signal.getsignal(sig) is not stop._on_signal  # put back as it was
 
 
-@pytest.mark.parametrize(
-    ("sig", "code", "line"),
-    [
-        (signal.SIGINT, 130, "charrnn: interrupted\n"),
-        (signal.SIGTERM, 143, "charrnn: interrupted (SIGTERM)\n"),
-        (signal.SIGHUP, 129, "charrnn: interrupted (SIGHUP)\n"),
-    ],
-)
-def test_any_command_ends_on_a_signal_with_one_line(
-    sig: int, code: int, line: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    end_on_signals()
-    cleaned: list[bool] = []
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_any_command_ends_at_once_with_one_line(tmp_path: Path, sig: int) -> None:
+    code = f"""
+import os, time
+from charrnn.cli.signals import end_on_signals
+end_on_signals()
+os.kill(os.getpid(), {int(sig)})
+time.sleep(5)
+print("not ended")
+"""
+    r = _python(code, tmp_path)
+    assert (r.returncode, r.stderr, r.stdout) == (128 + sig, LINES[sig] + "\n", "")
 
-    @user_errors
-    def command() -> None:
-        try:
-            _send(sig)
-            raise AssertionError("the signal did not end the command")
-        finally:
-            cleaned.append(True)
 
-    with pytest.raises(typer.Exit) as e:
-        command()
-    assert e.value.exit_code == code and cleaned == [True]
-    assert capsys.readouterr().err == line
+def test_a_closed_stderr_does_not_keep_it_from_ending(tmp_path: Path) -> None:
+    code = """
+import os, signal, time
+from charrnn.cli.signals import end_on_signals
+end_on_signals()
+os.close(2)
+os.kill(os.getpid(), signal.SIGHUP)
+time.sleep(5)
+"""
+    assert _python(code, tmp_path).returncode == 129

@@ -264,7 +264,7 @@ def test_a_signal_while_the_corpus_is_read_removes_the_new_run_folder(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_at_any_moment_leaves_a_saved_run_or_none(
     tmp_path: Path, small_text: str, sig: int
 ) -> None:

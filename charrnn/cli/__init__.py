@@ -2,7 +2,7 @@
 
 Generated text and machine-readable results go to stdout; progress, notices and errors go to
 stderr. Exit codes: 0 success, 1 a runtime error the user can fix (one line, no traceback),
-2 a usage error, 130 interrupted (143 for SIGTERM, 129 for SIGHUP during training).
+2 a usage error, 128 + the signal when interrupted: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. ``--debug`` anywhere shows tracebacks of user errors.
 
     stdout and stderr are guarded (:mod:`.streams`): a stdout that cannot be written, even by
-    Typer's ``--help`` or the last flush, ends in one line and exit 1. SIGTERM and SIGHUP end
-    a command like Ctrl-C (exit 128 + the signal, one line), never kill it where it stands."""
+    Typer's ``--help`` or the last flush, ends in one line and exit 1. Ctrl-C, SIGTERM and
+    SIGHUP end a command with one line and exit 128 + the signal (:mod:`.signals`)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]

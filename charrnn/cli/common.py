@@ -2,8 +2,8 @@
 
 Generated text and machine-readable results go to stdout; progress, notices and errors go to
 stderr (see :mod:`.streams` for when they cannot be written). Exit codes: 0 success, 1 a
-runtime error the user can fix (one line, no traceback), 2 a usage error, 130 interrupted (128 +
-the signal for SIGTERM and SIGHUP during training: 143, 129).
+runtime error the user can fix (one line, no traceback), 2 a usage error, 128 + the signal when
+interrupted: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (see :mod:`.signals`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import functools
 import math
 import os
 import re
-import signal
 import sys
 import time
 import traceback
@@ -200,7 +199,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def user_errors(fn: F) -> F:
     """Turn user errors into one line on stderr + exit 1 (2 for an OptionError), and Ctrl-C
-    into exit 130 (:class:`~.signals.Interrupted` by another signal: 128 + the signal)."""
+    into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -213,13 +212,11 @@ def user_errors(fn: F) -> F:
                 silence_stdout()  # what is still buffered for it must not fail again at exit
             err.print(f"charrnn: error: {e}", markup=False)
             raise typer.Exit(2 if isinstance(e, OptionError) else 1) from None
-        except KeyboardInterrupt as e:
+        except KeyboardInterrupt:
             if debug_enabled():
                 traceback.print_exc()
-            signum = getattr(e, "signum", signal.SIGINT)
-            name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
-            err.print(f"charrnn: interrupted{name}", markup=False)
-            raise typer.Exit(128 + signum) from None
+            err.print("charrnn: interrupted", markup=False)
+            raise typer.Exit(130) from None
 
     return cast(F, wrapper)
 

@@ -1,60 +1,74 @@
 """Signals on the command line: SIGINT (Ctrl-C), SIGTERM, and SIGHUP (the terminal or SSH
 session that runs the command closed).
 
-Every command ends on any of them the way it ends on Ctrl-C, never killed where it stands: an
-exception unwinds it (:class:`Interrupted`, a KeyboardInterrupt), so that what it made is
-cleaned up, then one line and exit 128 + the signal: 130, 143, 129 (:func:`end_on_signals`,
-installed by :func:`charrnn.cli.main`). ``charrnn train``, once it trains, asks its run to stop
-after the step and save instead (:class:`StopOnSignals`).
+Each ends any command at once with one line, ``charrnn: interrupted`` (``charrnn: interrupted
+(SIGTERM)``, ...), and exit 128 + the signal: 130, 143, 129 (:func:`end_on_signals`, installed
+by :func:`charrnn.cli.main`). ``charrnn train`` (:class:`StopOnSignals`) ends the same way during
+its start-up, after removing the run folder it made (nothing is saved in it yet), and once it
+trains asks its run to stop after the step and save.
+
+Ending at once means from inside the handler (``os._exit``), not by an exception raised
+wherever the program happens to be (Python's KeyboardInterrupt): such an exception can fall
+inside an import (leaving a module half made: torch's imports take a second), a destructor or
+a callback (where Python swallows it, and the signal is lost).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from .common import err
 
-# Those a command stops on; SIGINT (Ctrl-C) raises KeyboardInterrupt on its own.
+# Those a command stops on (the ones this platform has).
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 
 
-class Interrupted(KeyboardInterrupt):
-    """A signal that ends a command at once: exit 128 + ``signum``, one line
-    (:func:`charrnn.cli.common.user_errors`)."""
+def exit_line(signum: int) -> str:
+    """``charrnn: interrupted`` (Ctrl-C), ``charrnn: interrupted (SIGTERM)``, ..."""
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    return f"charrnn: interrupted{name}"
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+
+def end_now(signum: int) -> NoReturn:
+    """Say so in one line and end the process with 128 + ``signum``, from a signal handler:
+    written straight to the descriptor (the handler may have cut a print short), and a
+    stderr that cannot be written (a closed terminal) does not matter."""
+    with contextlib.suppress(OSError):
+        os.write(2, (exit_line(signum) + "\n").encode())
+    os._exit(128 + signum)
 
 
 def end_on_signals() -> None:
-    """Make SIGTERM and SIGHUP end a command the way Ctrl-C does: :class:`Interrupted` is
-    raised where the command is."""
+    """Make Ctrl-C, SIGTERM and SIGHUP end a command at once with one line (:func:`end_now`)."""
     for signum in STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            signal.signal(signum, _raise_interrupted)
+        signal.signal(signum, _end)
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+def _end(signum: int, frame: FrameType | None) -> None:
+    end_now(signum)
 
 
 class StopOnSignals:
     """The signals of ``charrnn train`` (:data:`STOP_SIGNALS`), for the ``with`` block.
 
-    During start-up, until ``training`` is set, the first one ends it at once (raises
-    :class:`Interrupted`; later ones are ignored while the new run folder is removed). While
+    During start-up, until ``training`` is set, the first one ends the process at once:
+    ``clean_up`` (which removes the run folders made so far; later signals wait for it), then
+    :func:`end_now`. While
     training the first asks the run to stop after the step and save (:meth:`asked`); a second
     Ctrl-C aborts (KeyboardInterrupt), other later signals are ignored. ``signal`` is the first
     one received: exit 128 + it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clean_up: Callable[[], None] = lambda: None) -> None:
         self.signal: int | None = None
         self.training = False
+        self.clean_up = clean_up
         self._old: dict[int, Any] = {}
 
     def asked(self) -> bool:
@@ -65,9 +79,12 @@ class StopOnSignals:
         if first:
             self.signal = signum
         if not self.training:
-            if first:
-                raise Interrupted(signum)
-            return
+            if not first:
+                return  # the first one's clean-up goes on, then ends the process
+            try:
+                self.clean_up()
+            finally:
+                end_now(signum)
         if not first:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt

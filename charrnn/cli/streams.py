@@ -21,7 +21,7 @@ import shlex
 import sys
 from typing import Any, TextIO, cast
 
-from ..errors import CharRNNError
+from ..errors import CharRNNError, escaped_char
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -33,15 +33,13 @@ class StdoutError(CharRNNError):
         super().__init__(f"stdout: cannot write ({error.strerror or error})")
 
 
-def _escape(m: re.Match[str]) -> str:
-    c = ord(m.group())
-    return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}"
-
-
 def shown(text: str) -> str:
     """``text`` as it can be printed: each byte of a name that was not UTF-8 (a surrogate
-    escape) as ``\\xNN``, what ``os.fsencode(name).decode("utf-8", "backslashreplace")`` shows."""
-    return _SURROGATE.sub(_escape, text) if _SURROGATE.search(text) else text
+    escape) as ``\\xNN``, what ``os.fsencode(name).decode("utf-8", "backslashreplace")`` shows
+    (:func:`charrnn.errors.escaped_char`); everything else as it is."""
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda m: escaped_char(m.group()), text)
 
 
 def shell_quote(text: str) -> str:

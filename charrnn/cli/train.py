@@ -321,9 +321,10 @@ def _train(
     sample_every: int | None,
     threads: int | None,
 ) -> None:
+    from ..run import folder
     from .view import Reporter, header, where
 
-    with StopOnSignals() as stop:
+    with StopOnSignals(clean_up=folder.discard_unsaved) as stop:
         run = _open(req, dev, d, threads, stop)
         quiet = quiet or not d.is_main  # only rank 0 talks
         live = live_display()
@@ -363,17 +364,16 @@ def _open(
     threads: int | None,
     stop: StopOnSignals,
 ) -> Run:
-    """:func:`~charrnn.run.start.open_run`, which a signal during start-up (reading the corpus,
-    the probes) cuts short: then the run folders this process made, in which nothing was saved,
-    are removed wherever the signal fell (even between open_run's own clean-up and here), and
-    the :class:`~.signals.Interrupted` goes on (exit 128 + the signal)."""
+    """:func:`~charrnn.run.start.open_run`; until it returns a signal ends the process, after
+    ``stop`` removed the run folders this process made (nothing is saved in them yet). Once it
+    has returned a signal stops the run after a step, and it is saved."""
     from ..run import folder
     from ..run.start import open_run
 
     try:
         run = open_run(req, dev, d, threads)
-        stop.training = True  # from here a signal stops the run after a step, and it is saved
-    except BaseException:
+        stop.training = True
+    except BaseException:  # open_run cleans up after itself; this also catches what it left
         folder.discard_unsaved()
         raise
     return run

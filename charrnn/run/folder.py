@@ -26,10 +26,10 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -78,7 +78,11 @@ class _Hold:
 
 _HOLDS: dict[tuple[int, int], _Hold] = {}
 _HOLDS_LOCK = threading.Lock()
-_MADE: set[Path] = set()  # run folders (and staging folders) this process made, not discarded
+# Run folders (and staging folders) this process made and has not discarded, and the one it is
+# making: :func:`discard_unsaved` finds them wherever a signal handler that ends the process
+# cuts the code short (see :func:`_make_new`).
+_MADE: set[Path] = set()
+_MAKING: set[Path] = set()
 
 
 def _forget_holds() -> None:
@@ -91,6 +95,7 @@ def _forget_holds() -> None:
         hold.fd = -1
     _HOLDS.clear()
     _MADE.clear()  # nor are the folders it made the child's to remove
+    _MAKING.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -220,9 +225,7 @@ def claim(out: str) -> tuple[Path, bool, RunLock]:
     Raises CharRNNError for a used ``out``, RunBusy when another run holds it."""
     run_dir = Path(out)
     _check_free(run_dir)
-    created = _make(run_dir)
-    if created:
-        _MADE.add(run_dir)
+    created = not run_dir.is_dir() and _make_new(run_dir)
     held = lock(run_dir)
     try:
         _check_free(run_dir)
@@ -248,12 +251,20 @@ def stage(root: str) -> Path:
     Run listings skip it: it holds no checkpoint. Raises CharRNNError when it cannot be made."""
     base = Path(root)
     _make(base)
-    try:
-        staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
-    except OSError as e:
-        raise CharRNNError(f"{base}: cannot create a run folder in it ({e.strerror})") from None
-    _MADE.add(staged)
-    return staged
+    while True:
+        staged = base / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+        _MAKING.add(staged)  # see _make_new
+        try:
+            os.mkdir(staged, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CharRNNError(f"{base}: cannot create a run folder in it ({e.strerror})") from None
+        else:
+            _MADE.add(staged)
+            return staged
+        finally:
+            _MAKING.discard(staged)
 
 
 def adopt(staged: Path, name: str) -> tuple[Path, RunLock]:
@@ -262,7 +273,6 @@ def adopt(staged: Path, name: str) -> tuple[Path, RunLock]:
     the staging folder is removed. Returns the folder and its lock. Raises CharRNNError when a
     file cannot move (the staging folder is then left as it was, for the caller to discard)."""
     new_dir = _make_next(staged.parent, name)
-    _MADE.add(new_dir)
     try:
         new_lock = lock(new_dir)
     except CharRNNError:
@@ -313,11 +323,25 @@ def _make(run_dir: Path) -> bool:
     return True
 
 
+def _make_new(run_dir: Path) -> bool:
+    """:func:`_make` for a run folder of this process: noted in ``_MAKING`` before it is made
+    and in ``_MADE`` once made, so that :func:`discard_unsaved` finds it whatever the moment a
+    signal ends the process (between ``os.mkdir`` and the next line included)."""
+    _MAKING.add(run_dir)
+    try:
+        created = _make(run_dir)
+        if created:
+            _MADE.add(run_dir)
+    finally:
+        _MAKING.discard(run_dir)
+    return created
+
+
 def _make_next(root: Path, stem: str) -> Path:
     """Create and return the first free folder of ``stem``, ``stem-2``, ... in ``root``."""
     for i in itertools.count(1):
         run_dir = root / (stem if i == 1 else f"{stem}-{i}")
-        if _make(run_dir):
+        if not run_dir.exists() and _make_new(run_dir):
             return run_dir
     raise AssertionError("unreachable")
 
@@ -336,6 +360,10 @@ def discard_if_empty(run_dir: Path) -> None:
 
 def discard_unsaved() -> None:
     """Remove every run folder (and staging folder) this process made in which no complete
-    checkpoint was saved: what a start-up cut short by a signal leaves, wherever it fell."""
+    checkpoint was saved: what a start-up cut short by a signal leaves, wherever it fell (a
+    folder being made this very moment is removed if it is there, and still empty)."""
+    for run_dir in sorted(_MAKING):
+        with contextlib.suppress(OSError):
+            os.rmdir(run_dir)
     for run_dir in sorted(_MADE):
         discard_if_empty(run_dir)
