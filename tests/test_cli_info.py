@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from charrnn.cli import app
 from charrnn.store import checkpoint as ck
+from charrnn.store import disk
 
 from .fixtures import pin
 
@@ -96,14 +97,14 @@ def test_info_of_a_run_whose_checkpoint_is_pruned_while_read(
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     first = ck.resolve_checkpoint(run)
-    prune_on_first_call(monkeypatch, ck, "file_sizes", run, partly=True)
+    prune_on_first_call(monkeypatch, disk, "file_sizes", run, partly=True)
     r = runner.invoke(app, ["info", str(run)])
     assert r.exit_code == 0 and r.stderr == "", r.output
     assert r.stdout.startswith(f"checkpoint  {ck.resolve_checkpoint(run)} (best and latest")
     assert ck.resolve_checkpoint(run) != first
     # Left to find the newest run itself, info reads that run again too.
     monkeypatch.setenv("CHARRNN_CHECKPOINTS", str(tmp_path))
-    prune_on_first_call(monkeypatch, ck, "file_sizes", run, partly=True)
+    prune_on_first_call(monkeypatch, disk, "file_sizes", run, partly=True)
     r = runner.invoke(app, ["info"])
     assert r.exit_code == 0 and r.stderr == "", r.output
 

@@ -34,6 +34,7 @@ FILE_OWNERS = {
     "store/atomic.py",  # the one atomic-write helper
     "store/checkpoint.py",  # finding and reading checkpoint folders and pointers
     "store/saving.py",  # writing them
+    "store/disk.py",  # sizes and times on disk, pointer folders
     "store/metrics.py",  # metrics.jsonl
     "store/tensorfile.py",  # safetensors headers
     "text/reading.py",  # reading text files and stdin

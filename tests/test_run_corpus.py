@@ -103,3 +103,16 @@ def test_a_file_name_that_is_not_utf8_is_stored_so_that_it_finds_the_file_again(
     st = src.stat()
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert reopen_corpus(run, corpus.vocab, data).train_ids.tolist() == ids  # read again
+
+
+def test_a_moved_corpus_resumes_from_the_token_cache(tmp_path: Path) -> None:
+    src, run, corpus = _corpus(tmp_path)
+    src.rename(tmp_path / "moved.txt")
+    again = reopen_corpus(run, corpus.vocab, corpus.info)
+    assert again.train_ids.tolist() == corpus.train_ids.tolist()
+    assert any(
+        "c.txt is gone (moved?): training on the run's token cache" in n for n in again.notices
+    )
+    (run / TOKENS_TRAIN).unlink()  # and the cache too: nothing left to train on
+    with pytest.raises(CorpusError, match="the run's corpus file is gone, and its token cache"):
+        reopen_corpus(run, corpus.vocab, corpus.info)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.store import catalog
+from charrnn.store import catalog, disk
 from charrnn.store import checkpoint as ck
 
 from .fixtures import pin
@@ -102,7 +102,7 @@ def test_corpus_and_origin_names() -> None:
 @pytest.mark.parametrize("partly", [False, True], ids=["removed", "half-removed"])
 @pytest.mark.parametrize(
     ("where", "name"),
-    [(ck, "read_config"), (ck, "file_sizes"), (catalog, "checkpoint_problems")],
+    [(ck, "read_config"), (disk, "file_sizes"), (catalog, "checkpoint_problems")],
     ids=["config", "file sizes", "weights"],
 )
 def test_a_checkpoint_pruned_while_described_is_not_damaged(
@@ -136,9 +136,9 @@ def test_a_run_pruned_while_summarized_is_not_damaged(
     root = tmp_path / "runs"
     shutil.copytree(trained_run, root / "run")
     first = ck.newest_checkpoint(root / "run")
-    for name in ("read_config", "saved_time"):
+    for where, name in ((ck, "read_config"), (disk, "saved_time")):
         with monkeypatch.context() as m:
-            prune_on_first_call(m, ck, name, root / "run", partly)
+            prune_on_first_call(m, where, name, root / "run", partly)
             runs, problems = catalog.list_runs(root)
         assert problems == [] and [r.damaged for r in runs] == [None], (name, problems)
         assert first is not None and not (first / ck.MODEL).exists()

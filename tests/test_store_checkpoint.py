@@ -279,3 +279,18 @@ def test_read_checkpoint_gives_up_on_a_checkpoint_replaced_under_every_read(
 
     with pytest.raises(CheckpointError, match=f"replaced under {ck.READ_TRIES} reads in a row"):
         ck.read_checkpoint(run, read)
+
+
+def test_a_pointer_to_a_renamed_step_folder_is_named(trained_run: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = root / "verses"
+    shutil.copytree(trained_run, run)
+    for step in ck.checkpoint_folders(run):  # every checkpoint renamed away
+        step.rename(run / f"old-{step.name}")
+    best = (run / ck.BEST).read_text().strip()
+    with pytest.raises(CheckpointError, match=rf"its best pointer names {best}, which is missing"):
+        ck.resolve_checkpoint(run)
+    r = CliRunner().invoke(app, ["sample", "-c", str(run)])
+    assert r.exit_code == 1 and f"names {best}, which is missing" in r.output
+    r = CliRunner().invoke(app, ["runs", str(root)])
+    assert f"{run}: its best pointer names {best}, which is missing" in r.output  # not silent

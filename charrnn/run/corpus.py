@@ -321,8 +321,9 @@ def open_corpus(
 
 
 def reopen_corpus(run_dir: Path, vocab: Tokenizer, data: dict[str, Any]) -> Corpus:
-    """The corpus of a run being resumed: its token cache if the sources are unchanged,
-    else the sources encoded again (and checked to hold the same text)."""
+    """The corpus of a run being resumed: its token cache if the sources are unchanged or gone
+    (moved: the cache is what the run trained on), else the sources encoded again (and checked
+    to hold the same text)."""
     sources = [str(run_dir / s) if s == STDIN_COPY else s for s in data.get("sources", [])]
     files = [*sources, *([data["val"]] if data.get("val") else [])]
     missing = [p for p in files if not Path(p).is_file()]
@@ -332,8 +333,18 @@ def reopen_corpus(run_dir: Path, vocab: Tokenizer, data: dict[str, Any]) -> Corp
             return open_corpus(run_dir, vocab, data)
     except (OSError, CorpusError, KeyError, TypeError, ValueError):
         pass
-    if missing:
-        raise CorpusError(f"{missing[0]}: the run's corpus file is gone; resuming needs it")
+    if missing:  # moved or removed: the token cache holds what the run trains on
+        try:
+            corpus = open_corpus(run_dir, vocab, data)
+        except (OSError, CorpusError, KeyError, TypeError, ValueError):
+            raise CorpusError(
+                f"{missing[0]}: the run's corpus file is gone, and its token cache in {run_dir} "
+                "cannot be read; resuming needs one of them"
+            ) from None
+        corpus.notices.append(
+            f"{missing[0]} is gone (moved?): training on the run's token cache of it"
+        )
+        return corpus
     spec = CorpusSpec(
         sources=tuple(sources),
         val=data.get("val"),

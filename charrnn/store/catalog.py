@@ -18,6 +18,7 @@ from ..model.config import ModelConfig, parameters_of
 from ..text.vocab import UNK
 from ..units import best_bits_per_char, bits, perplexity_of
 from . import checkpoint as ck
+from . import disk
 from .tensorfile import check_header, read_arrays
 
 SORT_KEYS = ("name", "when", "bpc", "params", "steps", "size")
@@ -111,8 +112,8 @@ def _summary(run_dir: Path, newest: Path) -> RunSummary:
         best_val_bits_per_char=best_bits_per_char(metrics),
         best_step=metrics.get("best_step"),
         saved_at=str(config.get("saved_at", "")),
-        modified=ck.saved_time(newest),
-        size_bytes=ck.disk_usage(run_dir),
+        modified=disk.saved_time(newest),
+        size_bytes=disk.disk_usage(run_dir),
         init_from=origin_of(config),
     )
 
@@ -154,6 +155,11 @@ def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
         raise CheckpointError(f"{root}: no such folder")
     candidates = [root] if ck.is_run_dir(root) else ck.run_folders(root)
     runs, problems = [], []
+    # What is left of a run whose checkpoints were renamed away: named, not silently skipped.
+    broken = [root] if not candidates else []
+    broken += [p for p in disk.pointer_folders(root) if p not in candidates and p != root]
+    for path in broken:
+        problems += [f"{path}: {lost}" for lost in ck.missing_targets(path)]
     for path in candidates:
         try:
             runs.append(summarize_run(path))
@@ -209,7 +215,7 @@ def _description(ckpt: Path, preview: int) -> dict[str, Any]:
         raise CheckpointError(f"{ckpt / ck.CONFIG}: {e}") from None
     run_dir = ckpt.parent
     pointers = [p for p in (ck.BEST, ck.LATEST) if ck.read_pointer(run_dir, p) == ckpt.name]
-    files = ck.file_sizes(ckpt)
+    files = disk.file_sizes(ckpt)
     metrics = config.get("metrics") or {}
     return {
         "checkpoint": str(ckpt),

@@ -94,28 +94,8 @@ def checkpoint_folders(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def file_sizes(ckpt: Path) -> dict[str, int]:
-    """Bytes of each file directly in a checkpoint folder, by name."""
-    return {p.name: p.stat().st_size for p in sorted(Path(ckpt).iterdir()) if p.is_file()}
-
-
-def saved_time(ckpt: Path) -> float:
-    """When a checkpoint was written, as a Unix time (its config.json's modification time)."""
-    return (Path(ckpt) / CONFIG).stat().st_mtime
-
-
 def is_checkpoint(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
-
-
-def disk_usage(path: Path) -> int:
-    """Bytes in the files under ``path`` (symbolic links are not followed)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):  # removed while we looked
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 # --------------------------------------------------------------------------- finding
@@ -150,6 +130,23 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return newest_checkpoint(run_dir)
 
 
+def missing_targets(run_dir: Path) -> list[str]:
+    """What a run's pointers name that is not there (a renamed or removed step folder), as
+    ``best names step-00000400, which is missing`` lines; empty when both are fine or absent."""
+    lost = []
+    for pointer in (BEST, LATEST):
+        try:
+            name = (Path(run_dir) / pointer).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if not (Path(run_dir) / name / CONFIG).is_file():
+            lost.append(
+                f"its {pointer} pointer names {name}, which is missing (renamed or removed?); "
+                f"restore {name}, or write the name of a checkpoint folder into {pointer}"
+            )
+    return lost
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint folder, a run folder (its best checkpoint) or a folder of runs (its newest
     run's best) to a checkpoint folder. Raises CheckpointError naming the path otherwise,
@@ -167,6 +164,9 @@ def resolve_checkpoint(path: Path) -> Path:
     newest = newest_run(path)  # a folder of runs: its newest run
     if newest is not None:
         return resolve_checkpoint(newest)
+    lost = missing_targets(path)
+    if lost:
+        raise CheckpointError(f"{path}: {lost[0]}")
     if any((path / name).exists() for name in RUN_FILES):
         raise CheckpointError(
             f"{path}: no checkpoint yet (a run saves its first at its first validation)"
