@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TypeVar, cast
 import typer
 from rich.console import Console
 
-from ..errors import CharRNNError, CheckpointError, OptionError
+from ..errors import CharRNNError, CheckpointError, OptionError, terminal_text
 from ..store import checkpoint as ck
 from .streams import StdoutError, shown
 
@@ -177,7 +177,9 @@ def out_or_quiet(text: str) -> None:
 
 def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left: int = 1) -> str:
     """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
-    table = [tuple(shown(c) for c in row) for row in (header, *rows)]  # widths as printed
+    # Cells hold data (file and run names): escaped, so that widths are as printed and no
+    # control character of the data reaches the terminal.
+    table = [tuple(terminal_text(c) for c in row) for row in (header, *rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for row in table:
@@ -189,8 +191,15 @@ def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left:
     return "\n".join(lines) + "\n"
 
 
+def say(line: str, keep: str = "") -> None:
+    """A line for the user on stderr. What charrnn writes there may quote the data (file and
+    run names, characters of a corpus), so it is escaped here, once for every message
+    (:func:`charrnn.errors.terminal_text`; ``keep``: characters left as they are)."""
+    err.print(terminal_text(line, keep), markup=False)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"charrnn: error: {message}", markup=False)
+    say(f"charrnn: error: {message}")
     raise typer.Exit(code)
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import terminal_text
 from ..protocols import DEFAULT_BURN_IN, DEFAULT_STREAMS
 from ..store import checkpoint as ck
 from ..text.vocab import show_chars
@@ -18,11 +17,11 @@ from .common import (
     device_option,
     device_param,
     encoding_option,
-    err,
     errors_option,
     fail,
     format_table,
     out_or_quiet,
+    say,
     set_threads,
     threads_param,
 )
@@ -100,14 +99,11 @@ def eval_command(
         )
         if scored.chars < 2:
             short = f"{name}: {scored.chars} characters; at least 2 are needed to score a text"
-            fail(terminal_text(short))
+            fail(short)
         if scored.unknown:
-            err.print(
-                terminal_text(
-                    f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
-                    f"({show_chars(scored.unknown_chars)}; scored as <UNK>)"
-                ),
-                markup=False,
+            say(
+                f"charrnn: note: {name} has {scored.unknown} character(s) the model never saw "
+                f"({show_chars(scored.unknown_chars)}; scored as <UNK>)"
             )
         protocol = "exact" if streams == 1 else f"{streams} streams, burn-in {burn_in}"
         rows.append(_eval_row(name, scored, protocol))
@@ -124,11 +120,11 @@ def eval_command(
             f"{r['nats_per_char']:.4f}",
             f"{r['bits_per_char']:.4f}",
             f"{r['perplexity']:.3f}",
-            terminal_text(scored_with),
+            scored_with,
         )
         for r in rows
     ]
-    out_or_quiet(format_table(header, [(terminal_text(r[0]), *r[1:]) for r in table]))
+    out_or_quiet(format_table(header, table))
 
 
 def _eval_row(name: str, scored: TextScore, protocol: str) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any
 
 import typer
 
-from ..errors import CharRNNError, CheckpointError, terminal_text
+from ..errors import CharRNNError, CheckpointError
 from ..store import checkpoint as ck
 from ..store.metrics import METRICS, read_metrics
-from .common import Number, err
+from .common import Number, err, say
 from .streams import shown
 
 PLOT_EPILOG = (
@@ -197,7 +197,7 @@ def plot_command(
     """Plot validation bits/char against training time and characters seen, one line per run."""
     runs, notes = plottable(runs)
     for note in notes:
-        err.print(terminal_text(f"note: {note}"), markup=False)
+        say(f"note: {note}")
     fig = figure(curves(runs), width=width, height=height)
     try:
         fig.savefig(out, dpi=100)

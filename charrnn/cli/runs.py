@@ -9,17 +9,17 @@ from pathlib import Path
 
 import typer
 
-from ..errors import terminal_json, terminal_text
+from ..errors import terminal_json
 from ..store import catalog
 from ..store.atomic import json_text
 from .common import (
     Choice,
     checkpoints_root,
     choices,
-    err,
     format_table,
     human_bytes,
     out_or_quiet,
+    say,
 )
 
 RUNS_EPILOG = (
@@ -51,20 +51,16 @@ def runs_command(
     root = folder if folder is not None else checkpoints_root()
     runs, problems = catalog.list_runs(root)
     for p in problems:
-        err.print(terminal_text(f"charrnn: note: skipped {p}"), markup=False)
+        say(f"charrnn: note: skipped {p}")
     for r in runs:
         if r.damaged:
-            err.print(
-                terminal_text(f"charrnn: note: {r.name} is damaged: {r.damaged}"), markup=False
-            )
+            say(f"charrnn: note: {r.name} is damaged: {r.damaged}")
     runs = catalog.sort_runs(runs, sort, reverse)
     if as_json:
         out_or_quiet(terminal_json(json_text([r.to_dict() for r in runs], indent=2)) + "\n")
         return
     if not runs:
-        err.print(
-            terminal_text(f"no runs in {root}; train one with `charrnn train FILE`"), markup=False
-        )
+        say(f"no runs in {root}; train one with `charrnn train FILE`")
         return
     out_or_quiet(runs_table(runs))
 
@@ -72,7 +68,7 @@ def runs_command(
 def runs_table(runs: list[catalog.RunSummary]) -> str:
     """The table of ``charrnn runs``: one row per run, a ``from`` column only when some run
     was fine-tuned. Names come from the data (a corpus named with an escape sequence): each
-    cell is shown :func:`terminal_text`."""
+    cell is escaped by :func:`.common.format_table`."""
     header: tuple[str, ...] = ("name", "corpus", "tok", "cell", "layers x hidden", "params")
     header += ("steps", "best bpc", "when", "size")
     fine_tuned = any(r.init_from for r in runs)
@@ -92,5 +88,5 @@ def runs_table(runs: list[catalog.RunSummary]) -> str:
             catalog.local_time(r.modified),
             human_bytes(r.size_bytes),
         ) + ((catalog.origin_text(r.init_from),) if fine_tuned else ())
-        rows.append(tuple(terminal_text(cell) for cell in row))
+        rows.append(row)
     return format_table(header, rows, left=4)

@@ -9,7 +9,6 @@ from typing import Any
 
 import typer
 
-from ..errors import terminal_text
 from ..sample.policy import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
 from ..text.vocab import show_chars
 from .common import (
@@ -22,6 +21,7 @@ from .common import (
     encoding_option,
     err,
     errors_option,
+    say,
     set_threads,
     silence_stdout,
     threads_param,
@@ -161,7 +161,7 @@ def _check_stop(stop: str | None, vocab: Any) -> None:
             f"charrnn: note: --stop {shlex.quote(stop or '')} holds characters the model never "
             f"writes ({show_chars(unseen)}): it cannot match{hint}"
         )
-        err.print(terminal_text(note), markup=False)
+        say(note)
 
 
 def _unescape(text: str) -> str:

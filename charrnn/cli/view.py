@@ -24,7 +24,7 @@ from ..store.catalog import origin_path
 from ..training.config import TrainerState
 from ..training.events import Evaluated, Event, Finished, Skipped, Started, Stepped
 from ..units import best_bits_per_char, bits
-from .common import err, format_duration
+from .common import err, format_duration, say
 from .streams import shell_quote
 
 if TYPE_CHECKING:
@@ -93,14 +93,12 @@ def header(r: Run, device: str) -> None:
         markup=False,
     )
     # Folder names and notices come from the data (file names, characters of the corpus).
-    err.print(terminal_text(f"run folder: {r.run_dir}"), markup=False)
+    say(f"run folder: {r.run_dir}")
     if r.init_from and not r.resumed:
         origin = origin_path(r.init_from)
-        err.print(
-            terminal_text(f"starts from: {origin} (step {r.init_from['step']})"), markup=False
-        )
+        say(f"starts from: {origin} (step {r.init_from['step']})")
     for n in r.notices:
-        err.print(terminal_text(f"note: {n}"), markup=False)
+        say(f"note: {n}")
 
 
 class Reporter:
@@ -252,20 +250,20 @@ class Reporter:
         cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.run.train_config.seed)
         text = "".join(generate(self.run.model, self.run.vocab, "", cfg))
         lines = [
-            "  | " + terminal_text(line[:PREVIEW_WIDTH], keep="\t")
-            for line in text.rstrip().split("\n")[:PREVIEW_LINES]
+            "  | " + line[:PREVIEW_WIDTH] for line in text.rstrip().split("\n")[:PREVIEW_LINES]
         ]
         self._log("\n".join([f"sample at step {step}:", *lines]))
 
     def note(self, text: str) -> None:
         """A notice during training, e.g. from :class:`charrnn.run.loadwatch.LoadWatch`."""
-        self._log(terminal_text(f"note: {text}"))
+        self._log(f"note: {text}")
 
     def _log(self, line: str) -> None:
+        """A line (or lines) above the live bar, escaped as :func:`.common.say` escapes."""
         if self.progress is not None:
-            self.progress.console.print(line, markup=False)
+            self.progress.console.print(terminal_text(line, keep="\n\t"), markup=False)
         else:
-            err.print(line, markup=False)
+            say(line, keep="\n\t")
 
     def summary(self, state: TrainerState, reason: str | None) -> None:
         """The lines after training: why it stopped, the losses per character, where things are."""
@@ -293,4 +291,4 @@ class Reporter:
         lines.append(f"metrics: {r.metrics_log.path}")
         lines.append(f"sample with: charrnn sample -c {shell_quote(str(r.run_dir))}")
         for line in lines:
-            err.print(terminal_text(line), markup=False)  # the run folder's name: data
+            say(line)  # the run folder's name: data
