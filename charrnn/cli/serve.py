@@ -8,7 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..serve.protocol import MAX_QUEUE, MAX_STREAMS, Limits
 from .common import Number, device_param, err, fail, find_checkpoint, set_threads, threads_param
+
+LIMITS = Limits()  # the defaults of the limit options: one source, the server's own
 
 SERVE_EPILOG = (
     "Examples:\n\n"
@@ -46,49 +49,49 @@ def serve_command(
         show_envvar=False,
     ),
     max_streams: int = typer.Option(
-        256,
+        MAX_STREAMS,
         "--max-streams",
         parser=Number(int, 1, 1 << 16),
         help="Streams generated at once.",
         metavar="N",
     ),
     max_queue: int = typer.Option(
-        256,
+        MAX_QUEUE,
         "--max-queue",
         parser=Number(int, 0, 1 << 20),
         help="Streams that may wait for a free one (then 503).",
         metavar="N",
     ),
     max_body: int = typer.Option(
-        1 << 20,
+        LIMITS.max_body,
         "--max-body",
         parser=Number(int, 1),
         help="Request body bytes (then 413).",
         metavar="BYTES",
     ),
     max_prompt: int = typer.Option(
-        16_384,
+        LIMITS.max_prompt,
         "--max-prompt",
         parser=Number(int, 1),
         help="Prompt characters per request.",
         metavar="N",
     ),
     max_tokens: int = typer.Option(
-        100_000,
+        LIMITS.max_tokens,
         "--max-tokens",
         parser=Number(int, 1),
         help="Largest max_tokens a request may ask.",
         metavar="N",
     ),
     max_n: int = typer.Option(
-        16,
+        LIMITS.max_n,
         "--max-n",
         parser=Number(int, 1, 1024),
         help="Largest n (choices) per request.",
         metavar="N",
     ),
     time_limit: float = typer.Option(
-        300.0,
+        LIMITS.time_limit,
         "--time-limit",
         parser=Number(float, 0.0, open_low=True),
         help="Seconds a request may generate for.",

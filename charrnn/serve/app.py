@@ -32,6 +32,8 @@ from ..store.checkpoint import LoadedArrays
 from .batcher import Batcher, Busy, Closed
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .protocol import (
+    MAX_QUEUE,
+    MAX_STREAMS,
     ApiError,
     CompletionRequest,
     Limits,
@@ -59,8 +61,8 @@ class Settings:
 
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
-    max_streams: int = 256
-    max_queue: int = 256
+    max_streams: int = MAX_STREAMS
+    max_queue: int = MAX_QUEUE
     device: str = "auto"  # where /v1/score's torch model runs (generation: the NumPy engine)
     coalesce: float = 0.02  # seconds a stream's output gathers before it is sent
     log: Callable[[str], None] | None = None

@@ -38,6 +38,7 @@ from ..sample.generate import prime_ids
 from ..sample.numpy_engine import FastRNN
 from ..sample.policy import Picker, SampleConfig
 from ..text.tokenizers import Tokenizer
+from .protocol import MAX_QUEUE, MAX_STREAMS, Limits
 from .stops import StopCutter
 
 BLOCK = 16  # rows of every block (see the module docstring)
@@ -64,7 +65,7 @@ class StreamSpec:
     config: SampleConfig
     stops: tuple[str, ...] = ()
     logprobs: int | None = None
-    time_limit: float = 300.0
+    time_limit: float = Limits.time_limit
 
 
 @dataclass(eq=False)
@@ -221,8 +222,8 @@ class Batcher:
         self,
         model: ArrayModel,
         vocab: Tokenizer,
-        max_streams: int = 256,
-        max_queue: int = 256,
+        max_streams: int = MAX_STREAMS,
+        max_queue: int = MAX_QUEUE,
         block: int = BLOCK,
         observe: Observer | None = None,
     ) -> None:

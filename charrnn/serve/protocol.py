@@ -18,6 +18,8 @@ MAX_STOPS = 4
 MAX_STOP_LENGTH = 256
 MAX_LOGPROBS = 20
 DEFAULT_MAX_TOKENS = 16  # the OpenAI API's default
+MAX_STREAMS = 256  # streams generated at once, per model (``--max-streams``)
+MAX_QUEUE = 256  # streams that may wait for a free one, then 503 (``--max-queue``)
 
 
 @dataclass(frozen=True)
