@@ -163,11 +163,14 @@ class Reporter:
             return f"val {self.last_bits:.3f} bpc (best)"
         return f"val {self.last_bits:.3f} bpc (best {self.best_bits:.3f})"
 
-    def fields(self, event: Stepped) -> list[tuple[str, int]]:
+    def fields(
+        self, event: Stepped, fraction: float | None = None, eta: float | None = None
+    ) -> list[tuple[str, int]]:
         """The facts after the limit, each with its priority (0 first kept) for narrow
-        terminals: percent, eta, loss, validation, learning rate, speed."""
-        fraction, _ = self.limit(event)
-        eta = self.eta(event)
+        terminals: percent, eta, loss, validation, learning rate, speed. ``fraction`` and
+        ``eta``: this step's, when the caller has them (else computed here)."""
+        if fraction is None:
+            fraction, eta = self.limit(event)[0], self.eta(event)
         return [
             ("" if math.isnan(fraction) else f"{fraction * 100:.0f}%", 0),
             (f"eta {'-' if eta is None else format_duration(eta)}", 1),
@@ -204,6 +207,7 @@ class Reporter:
     def on_step(self, event: Stepped) -> None:
         self.last_step = event
         fraction, limit = self.limit(event)
+        eta = self.eta(event)  # every step: its pace counts from the session's first step
         if self.progress is not None:
             bar = BAR_WIDTH + 1 if err.width >= BAR_MIN_WIDTH else 0
             room = err.width - cell_len(limit) - bar - 2  # a space between columns, one spare
@@ -211,13 +215,13 @@ class Reporter:
                 self.task,
                 completed=0 if math.isnan(fraction) else fraction * 1000,
                 description=limit,
-                line=fit(self.fields(event), room),
+                line=fit(self.fields(event, fraction, eta), room),
             )
             return
         now = time.perf_counter()
         if now - self.last_line >= PLAIN_EVERY:
             self.last_line = now
-            self._log(f"{limit}  {fit(self.fields(event), 10**6)}")
+            self._log(f"{limit}  {fit(self.fields(event, fraction, eta), 10**6)}")
 
     def on_eval(self, event: Evaluated) -> None:
         self.evaluations += 1
