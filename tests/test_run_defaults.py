@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from charrnn.model.config import ModelConfig
 from charrnn.run import defaults
 from charrnn.run.plan import model_config as auto_model_config
 from charrnn.run.request import TrainRequest
@@ -26,11 +29,28 @@ def test_size_rules_follow_the_corpus_and_the_vocabulary() -> None:
     assert asked.embed_dim == 32
 
 
-def test_long_runs_get_dropout_and_rates_depend_on_the_cell() -> None:
-    assert defaults.long_run_dropout(0.0, 5.9) is None
-    assert defaults.long_run_dropout(0.0, 6.0) == defaults.LONG_RUN_DROPOUT
-    assert defaults.long_run_dropout(0.2, 50.0) is None  # already more
-    assert defaults.long_run_dropout(0.0, None) is None
+def test_many_passes_regularise_only_from_the_threshold_on() -> None:
+    mc = ModelConfig(vocab_size=96, cell="gru", layers=2, hidden=256, embed_dim=64, dropout=0.0)
+    below = defaults.LONG_RUN_EPOCHS - 0.01
+    assert defaults.many_passes(mc, below) is None
+    assert defaults.many_passes(mc, None) is None
+    many = defaults.many_passes(mc, defaults.LONG_RUN_EPOCHS)
+    assert many is not None
+    assert many.changes() == {
+        "dropout": defaults.LONG_RUN_DROPOUT,
+        "embed_dim": 256,
+        "lr": defaults.LONG_RUN_LR,
+        "weight_decay": defaults.LONG_RUN_WEIGHT_DECAY,
+    }
+    # more dropout and an embedding already as wide as the hidden state are kept
+    kept = defaults.many_passes(replace(mc, dropout=0.2, embed_dim=256), 50.0)
+    assert kept is not None and set(kept.changes()) == {"lr", "weight_decay"}
+    # the tanh RNN keeps its lower learning rate (it diverges at the GRU's)
+    rnn = defaults.many_passes(replace(mc, cell="rnn"), 50.0)
+    assert rnn is not None and "lr" not in rnn.changes()
+
+
+def test_rates_depend_on_the_cell() -> None:
     assert defaults.learning_rate("gru") == defaults.learning_rate("lstm") == pytest.approx(8e-3)
     assert defaults.learning_rate("rnn") == pytest.approx(2e-3)
 

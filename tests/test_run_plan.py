@@ -325,7 +325,7 @@ def test_planning_changes_nothing(tmp_path: Path, small_text: str) -> None:
     assert plan.Plan.from_dict(json.loads(json.dumps(first.to_dict()))) == replace(first, name=None)
 
 
-def test_long_runs_get_dropout(
+def test_runs_of_many_passes_are_regularised(
     tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corpus = tmp_path / "c.txt"
@@ -346,11 +346,27 @@ def test_long_runs_get_dropout(
         monkeypatch.setattr(plan, "probe_steps", lambda m, b, t, n, p: StepTimes(fast))
         torch.set_num_threads(2)  # the first run applied its choice: one thread
         run = open_run(replace(req, out=str(tmp_path / "r2")), CPU)
+        run.lock.release()
+        torch.set_num_threads(2)
+        # what the user asked for stays: here the embedding (8) and the weight decay
+        asked = open_run(replace(req, out=str(tmp_path / "r3"), weight_decay=0.05), CPU)
+        asked.lock.release()
+        torch.set_num_threads(2)
+        wide = open_run(replace(req, out=str(tmp_path / "r4"), embed_dim=None, hidden=96), CPU)
+        wide.lock.release()
     finally:
         torch.set_num_threads(before)
-    assert "passes over the corpus expected: dropout" in run.plan.notes[0]
+    note = run.plan.notes[0]
+    assert "passes over the corpus expected: dropout 0.1, lr 0.006, weight decay 0.3" in note
     assert run.config_json({})["model"]["dropout"] == defaults.LONG_RUN_DROPOUT
     assert run.model.rnn.dropout == defaults.LONG_RUN_DROPOUT
+    assert run.model.config.embed_dim == 8  # asked for
+    assert run.optimizer.param_groups[0]["weight_decay"] == defaults.LONG_RUN_WEIGHT_DECAY
+    assert run.train_config.lr == defaults.LONG_RUN_LR
+    assert asked.optimizer.param_groups[0]["weight_decay"] == 0.05
+    assert "weight decay" not in asked.plan.notes[0]
+    assert wide.model.config.embed_dim == wide.model.config.hidden == 96  # widened from 64
+    assert "embedding 96" in wide.plan.notes[0]
     run.model.train()
     x = torch.randint(0, len(run.vocab), (2, 12))
     assert not torch.equal(run.model(x)[0], run.model(x)[0])  # dropout is live

@@ -26,13 +26,16 @@ DEFAULT_WEIGHT_DECAY, DEFAULT_CLIP, DEFAULT_WARMUP = 0.01, 1.0, 50
 DEFAULT_SCHEDULE, DEFAULT_SEED = "cosine", 1337
 DEFAULT_EVAL_EVERY = 200
 EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (training/loop.py)
-# A new run expected to pass over its corpus at least this many times gets at least this dropout.
+# A new run expected to pass over its corpus at least this many times is regularised
+# (many_passes): at least this dropout, this AdamW weight decay and peak learning rate, and the
+# embedding at the hidden size.
 LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
+LONG_RUN_WEIGHT_DECAY, LONG_RUN_LR = 0.3, 6e-3
 # The larger model of a long run (long_run_model): an LSTM of this size, dropout and AdamW weight
 # decay, chosen when the default model would make LONG_MODEL_EPOCHS or more passes and this one
 # still makes LONG_MODEL_STEPS steps, on a corpus of LONG_MODEL_MIN_TOKENS tokens or more.
 LONG_MODEL_CELL, LONG_MODEL_HIDDEN, LONG_MODEL_DROPOUT = "lstm", 512, 0.25
-LONG_MODEL_WEIGHT_DECAY = 0.3  # DEFAULT_WEIGHT_DECAY elsewhere
+LONG_MODEL_WEIGHT_DECAY = LONG_RUN_WEIGHT_DECAY  # measured for it on its own (long_run_model)
 LONG_MODEL_EPOCHS, LONG_MODEL_STEPS, LONG_MODEL_MIN_TOKENS = 9.0, 1200.0, 500_000
 BF16_MIN_SPEEDUP = 1.1  # bf16 must beat fp32 by this factor; ties and noise keep fp32
 
@@ -71,20 +74,52 @@ def dropout(n_train: int) -> float:
     return 0.2 if n_train < 100_000 else 0.1 if n_train < 1_000_000 else 0.0
 
 
-def long_run_dropout(current: float, epochs: float | None) -> float | None:
-    """LONG_RUN_DROPOUT for a run expected to make LONG_RUN_EPOCHS or more passes over its corpus
-    and holding less dropout (None: no change). Measured on tinyshakespeare, 10 minutes:
-    1.462 nats/char with dropout 0.1 against 1.485 without."""
-    if current >= LONG_RUN_DROPOUT or epochs is None or epochs < LONG_RUN_EPOCHS:
+@dataclass(frozen=True)
+class ManyPasses:
+    """What a new run expected to pass over its corpus LONG_RUN_EPOCHS times or more trains
+    with instead of the default (None: no change): :func:`many_passes`."""
+
+    dropout: float | None
+    embed_dim: int | None
+    lr: float | None
+    weight_decay: float | None
+
+    def changes(self) -> dict[str, float | int]:
+        """The fields that change, by name."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
+    """The regularised setting of a run whose default model ``mc`` is expected to pass
+    ``epochs`` times (None: unknown) over its corpus, for LONG_RUN_EPOCHS passes or more (None
+    below): AdamW weight decay LONG_RUN_WEIGHT_DECAY, dropout at least LONG_RUN_DROPOUT, the
+    embedding at the hidden size, and peak learning rate LONG_RUN_LR (GRU and LSTM; the tanh
+    RNN keeps its own). Fewer passes keep the defaults: regularisation costs a run that sees
+    its text only a few times.
+
+    Measured with ``python bench/tune.py`` (an Optuna study of 23 trials, 60 s each, one run
+    per trial; val nats/char; Intel Xeon, 2 cores, AMX, bf16 chosen by the probe; bench/STUDIES.md):
+    pl-fortunes (225k characters, ~9 passes at 60 s): the defaults 1.9685; weight decay 0.3
+    alone 1.9378; the embedding at 256 alone 1.9627; both 1.9346; both with lr 6e-3 1.9232 (the
+    study's best; its best trials all had embedding 256, weight decay 0.3, lr 6e-3 and dropout
+    0.1: 1.9232-1.9527); dropout 0.15 1.9300, 0 1.9452 (window 64). tinyshakespeare (1.0M, ~2.5
+    passes at 60 s): the defaults 1.5063 against 1.5190 for weight decay 0.3, embedding 256 and
+    lr 6e-3, and 1.5199 for the embedding at 256 alone: hence the threshold."""
+    if epochs is None or epochs < LONG_RUN_EPOCHS:
         return None
-    return LONG_RUN_DROPOUT
+    return ManyPasses(
+        dropout=LONG_RUN_DROPOUT if mc.dropout < LONG_RUN_DROPOUT else None,
+        embed_dim=mc.hidden if mc.embed_dim < mc.hidden else None,
+        lr=LONG_RUN_LR if mc.cell in ("gru", "lstm") else None,
+        weight_decay=LONG_RUN_WEIGHT_DECAY,
+    )
 
 
 def long_run_model(mc: ModelConfig, n_train: int, epochs: float | None) -> ModelConfig | None:
     """The larger, more regularised model worth measuring for a new run whose default model
     ``mc`` is expected to pass ``epochs`` times over ``n_train`` training tokens (None: keep
     ``mc``): a 2-layer LSTM of LONG_MODEL_HIDDEN with dropout LONG_MODEL_DROPOUT (and AdamW
-    weight decay LONG_MODEL_WEIGHT_DECAY: :func:`charrnn.run.fitting.fit_model_to_length`), for a
+    weight decay LONG_MODEL_WEIGHT_DECAY: see :mod:`charrnn.run.plan`), for a
     run of LONG_MODEL_EPOCHS passes or more on LONG_MODEL_MIN_TOKENS tokens or more whose
     default model is narrower. It replaces the default only if it still makes LONG_MODEL_STEPS
     steps (:func:`long_run_model_fits`). Measured on tinyshakespeare (bf16, one run each, val

@@ -266,8 +266,8 @@ def _fit_to_length(
 ) -> tuple[ModelConfig, TrainConfig, str | None]:
     """For a run expected to pass over its ``n_train`` tokens many times: the larger model of
     :func:`defaults.long_run_model` when the model is left to the defaults and the larger one,
-    timed here on a CPU, still makes enough steps; else more dropout
-    (:func:`defaults.long_run_dropout`) when the dropout is left to the defaults."""
+    timed here on a CPU, still makes enough steps; else the regularised setting of
+    :func:`defaults.many_passes` for the options left to the defaults."""
     epochs = defaults.expected_epochs(tc, n_train, m.step_seconds)
     big = defaults.long_run_model(mc, n_train, epochs) if req.model_left_to_defaults else None
     if big is not None and epochs is not None:
@@ -288,11 +288,35 @@ def _fit_to_length(
                 f"weight decay {wd:g} instead (about {steps:,.0f} steps)"
             )
             return big, replace(tc, lr=lr, weight_decay=wd), note
-    p = defaults.long_run_dropout(mc.dropout, epochs) if req.dropout is None else None
-    if p is None or epochs is None:
+    many = defaults.many_passes(mc, epochs)
+    if many is None or epochs is None:
         return mc, tc, None
-    return (
-        replace(mc, dropout=p),
-        tc,
-        f"about {epochs:.0f} passes over the corpus expected: dropout {p:g}",
+    mine = {  # the options left to charrnn
+        "dropout": req.dropout is None,
+        "embed_dim": req.embed_dim is None and not req.tie_weights,
+        "lr": req.lr is None,
+        "weight_decay": req.weight_decay is None,
+    }
+    changes = {k: v for k, v in many.changes().items() if mine[k]}
+    if not changes:
+        return mc, tc, None
+    new_mc = replace(
+        mc,
+        dropout=float(changes.get("dropout", mc.dropout)),
+        embed_dim=int(changes.get("embed_dim", mc.embed_dim)),
     )
+    new_tc = replace(
+        tc,
+        lr=float(changes.get("lr", tc.lr)),
+        weight_decay=float(changes.get("weight_decay", tc.weight_decay)),
+    )
+    said = ", ".join(f"{_NAMES[k]} {v:g}" for k, v in changes.items())
+    return new_mc, new_tc, f"about {epochs:.0f} passes over the corpus expected: {said}"
+
+
+_NAMES = {
+    "dropout": "dropout",
+    "embed_dim": "embedding",
+    "lr": "lr",
+    "weight_decay": "weight decay",
+}
