@@ -62,6 +62,7 @@ LONG_BUDGET = "tinyshakespeare:600,ru-fortunes:600"
 DEFAULT_PAIRS = 3
 LOAD_TOLERANCE = 0.10  # a run whose load check moved more than this is flagged and repeated
 RETRIES = 2  # repeats of a flagged run before it is kept, flagged
+SETTLE = 2.0  # seconds between a run's end and the load check after it
 QUICK_BUDGET = 5.0
 PLAIN_ARGS = ("gru", "2", "256", "64", "64", "0.005")  # the tuned yardstick setting
 GET_SHAKESPEARE = (
@@ -256,7 +257,7 @@ def machine_facts() -> str:
     return f"{model}, {cores} cores, avx512_bf16 {bf16}, amx {amx}, torch {torch}"
 
 
-def load_check(repeats: int = 5) -> float:
+def load_check(repeats: int = 15) -> float:
     """Seconds of a fixed small workload (float64 matrix products in NumPy, one thread's worth
     of BLAS), the fastest of ``repeats``: timed before and after each run, the ratio says
     whether the machine's speed moved while it ran."""
@@ -361,7 +362,8 @@ def run_charrnn(
     steps (the latest checkpoint's), wall seconds of training, and what the machine probe chose
     (:func:`setup_of`)."""
     py = [sys.executable, "-m", "charrnn"]
-    run = tmp / "run"
+    run = Path(tempfile.mkdtemp(prefix="run-", dir=tmp))  # a fresh folder for each attempt
+    run.rmdir()  # charrnn creates it
     limit = ["--max-time", f"{budget:g}s", "--out", str(run)]
     _, wall, _ = run_child([*py, "train", str(train), "--val", str(val), *limit, *extra], cwd=tmp)
     out, _, _ = run_child(
@@ -389,6 +391,7 @@ def checked(label: str, run: Callable[[], Run]) -> Run:
     for attempt in range(RETRIES + 1):
         before = load_check()
         result = run()
+        time.sleep(SETTLE)  # the run's process has exited; let the cores settle
         ratio = load_check() / before
         result = Run(result.nats, result.steps, result.wall, ratio, result.setup)
         if not result.flagged or attempt == RETRIES:

@@ -128,6 +128,15 @@ def parse_try(spec: str) -> dict[str, Any]:
     return out
 
 
+def command_of(args: argparse.Namespace) -> str:
+    """The command line that adds these trials (to the same stored study)."""
+    tries = "".join(f" --try {t}" for t in args.tries)
+    return (
+        f"python bench/tune.py --corpus {args.corpus} --budget {args.budget:g} "
+        f"--trials {args.trials}{tries}"
+    )
+
+
 def summary(study: Any, facts: str) -> list[str]:
     """Every finished trial, best first, as a markdown table."""
     done = [t for t in study.trials if t.value is not None]
@@ -193,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table))
     if not args.report:
         title = f"{args.corpus}, {args.budget:g} s, {time.strftime('%Y-%m-%d %H:%M')}"
-        cmd = f"python bench/tune.py --corpus {args.corpus} --budget {args.budget:g}"
-        suite.append_results(
-            args.results, title, f"(command: `{cmd} --trials {args.trials}`)", table
-        )
+        suite.append_results(args.results, title, f"(command: `{command_of(args)}`)", table)
     return 0
 
 

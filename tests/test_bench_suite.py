@@ -148,6 +148,7 @@ def test_the_table_shows_median_min_max_flags_and_the_cpu() -> None:
 def test_a_run_whose_load_check_moved_is_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
     checks = iter([1.0, 1.5, 1.0, 1.02])  # the first run: slowed by 1.5x; the second: steady
     monkeypatch.setattr(suite, "load_check", lambda: next(checks))
+    monkeypatch.setattr(suite, "SETTLE", 0.0)
     runs = iter([suite.Run(1.6, 10, 1.0), suite.Run(1.5, 12, 1.0)])
     kept = suite.checked("charrnn", lambda: next(runs))
     assert (kept.nats, kept.steps) == (1.5, 12) and not kept.flagged
