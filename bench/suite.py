@@ -385,16 +385,16 @@ def run_plain(
     return nats, steps, wall
 
 
-def checked(label: str, run: Callable[[], Run]) -> Run:
+def checked(label: str, run: Callable[[], Run], retries: int = RETRIES) -> Run:
     """``run`` between two load checks; a run whose check moved more than LOAD_TOLERANCE is
-    repeated (RETRIES times at most) and kept flagged if it never settles."""
-    for attempt in range(RETRIES + 1):
+    repeated (``retries`` times at most) and kept flagged if it never settles."""
+    for attempt in range(retries + 1):
         before = load_check()
         result = run()
         time.sleep(SETTLE)  # the run's process has exited; let the cores settle
         ratio = load_check() / before
         result = Run(result.nats, result.steps, result.wall, ratio, result.setup)
-        if not result.flagged or attempt == RETRIES:
+        if not result.flagged or attempt == retries:
             return result
         log(f"  {label}: the load check moved by {ratio:.2f}x; running it again")
     raise AssertionError("unreachable")
@@ -418,7 +418,7 @@ def run_pair(i: int, corpus: str, budget: float, args: argparse.Namespace) -> Pa
                 def go() -> Run:
                     return Run(*run_plain(args.plain, train, val, budget, Path(d)))
 
-            res[who] = checked(who, go)
+            res[who] = checked(who, go, args.retries)
             r = res[who]
             how = f" ({r.setup})" if r.setup else ""
             log(f"  {who}: {fmt_nats(r.nats)} nats/char, {r.steps} steps, load {r.load:.2f}{how}")
@@ -451,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PAIRS,
         metavar="N",
         help=f"pairs per corpus and budget, alternating who goes first [{DEFAULT_PAIRS}]",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=RETRIES,
+        metavar="N",
+        help=f"repeats of a run whose load check moved, before it is kept flagged [{RETRIES}]",
     )
     ap.add_argument("--busy", action="store_true", help="keep one core busy (another process)")
     ap.add_argument(
@@ -511,6 +518,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.plan = list(dict.fromkeys(plan))
     if args.pairs < 1:
         ap.error("--pairs: at least 1")
+    if args.retries < 0:
+        ap.error("--retries: at least 0")
     if args.quick:
         args.pairs = 1
     args.extra = shlex.split(args.extra)
@@ -539,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     with busy_core(args.busy):
         for i, (corpus, budget) in enumerate(args.plan):
             rows.append(run_row(i * args.pairs, corpus, budget, args))
+            log("row: " + format_table(rows[-1:])[-1])  # kept in the log if the run is cut short
     date = time.strftime("%Y-%m-%d %H:%M")
     how = [w for w in ("quick" if args.quick else "", "one core busy" if args.busy else "") if w]
     if args.extra:

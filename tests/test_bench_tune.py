@@ -88,8 +88,11 @@ def test_a_study_starts_from_the_defaults_and_the_plain_setting(
     assert "(defaults)" in rows[1]
     assert "| 100 | 100.0 |" in rows[0]  # steps, passes: 100 x 4,096 / 4,096 characters
 
-    # the stored study continues: two more trials, the enqueued ones are not repeated
-    monkeypatch.setattr(tune, "suggest", lambda trial: {**tune.PLAIN_LIKE, "weight_decay": 0.1})
+    # the stored study continues: one more trial, sampled (the enqueued ones are not repeated)
     assert tune.main([*argv[:4], "--trials", "1", *argv[6:12]]) == 0
     study = optuna.load_study(study_name="es-fortunes-5", storage=f"sqlite:///{db}")
-    assert [t.value for t in study.trials] == pytest.approx([1.99, 2.0, 1.7, 1.9])
+    assert len(study.trials) == 4
+    assert [t.value for t in study.trials[:3]] == pytest.approx([1.99, 2.0, 1.7])
+    sampled = study.trials[3]
+    assert seen[3] == tune.options_of(sampled.params)  # the options are the sampled values
+    assert sampled.value == pytest.approx(2.0 - sampled.params["weight_decay"])

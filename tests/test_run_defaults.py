@@ -29,19 +29,21 @@ def test_size_rules_follow_the_corpus_and_the_vocabulary() -> None:
     assert asked.embed_dim == 32
 
 
-def test_many_passes_regularise_only_from_the_threshold_on() -> None:
+def test_many_passes_regularise_only_from_the_thresholds_on() -> None:
     mc = ModelConfig(vocab_size=96, cell="gru", layers=2, hidden=256, embed_dim=64, dropout=0.0)
-    below = defaults.LONG_RUN_EPOCHS - 0.01
-    assert defaults.many_passes(mc, below) is None
+    assert defaults.many_passes(mc, defaults.MANY_PASSES_EPOCHS - 0.01) is None
     assert defaults.many_passes(mc, None) is None
-    many = defaults.many_passes(mc, defaults.LONG_RUN_EPOCHS)
-    assert many is not None
-    assert many.changes() == {
-        "dropout": defaults.LONG_RUN_DROPOUT,
+    some = defaults.many_passes(mc, defaults.MANY_PASSES_EPOCHS)
+    assert some is not None
+    assert some.changes() == {
         "embed_dim": 256,
         "lr": defaults.LONG_RUN_LR,
         "weight_decay": defaults.LONG_RUN_WEIGHT_DECAY,
-    }
+    }  # no dropout yet: that starts at LONG_RUN_EPOCHS
+    almost = defaults.many_passes(mc, defaults.LONG_RUN_EPOCHS - 0.01)
+    assert almost is not None and almost.dropout is None
+    many = defaults.many_passes(mc, defaults.LONG_RUN_EPOCHS)
+    assert many is not None and many.changes() == {**some.changes(), "dropout": 0.1}
     # more dropout and an embedding already as wide as the hidden state are kept
     kept = defaults.many_passes(replace(mc, dropout=0.2, embed_dim=256), 50.0)
     assert kept is not None and set(kept.changes()) == {"lr", "weight_decay"}

@@ -198,3 +198,89 @@ def test_clients_that_hang_up_free_their_streams(server: Served) -> None:
         time.sleep(0.05)
     assert server.gauge("charrnn_active_streams") == 0
     assert server.healthy()
+
+
+class Holders:
+    """``count`` streaming requests kept open (reading) until :meth:`release`."""
+
+    def __init__(self, server: Served, count: int, max_tokens: int = 100_000) -> None:
+        self.server, self.stop = server, threading.Event()
+        self.statuses: list[int] = []
+        body = {"prompt": "x", "max_tokens": max_tokens, "stream": True, "temperature": 1.0}
+
+        def hold() -> None:
+            with (
+                httpx.Client(timeout=30) as c,
+                c.stream(
+                    "POST", server.url + "/v1/completions", json=body, headers=server.headers()
+                ) as r,
+            ):
+                self.statuses.append(r.status_code)
+                for _ in r.iter_bytes():
+                    if self.stop.is_set():
+                        break
+
+        self.threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def wait_active(self, at_least: int) -> None:
+        deadline = time.monotonic() + 20
+        while self.server.gauge("charrnn_active_streams") < at_least:
+            assert time.monotonic() < deadline, "the streams did not start"
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+@pytest.mark.slow
+def test_a_seeded_request_beside_63_streams_is_charrnn_sample(
+    server: Served, client: openai.OpenAI, trained_run: Path
+) -> None:
+    want = sample(trained_run, 11, "What ", 200, "--temp", "0.9", "--top-p", "0.95")
+    others = Holders(server, 63)
+    try:
+        others.wait_active(63)
+        got = client.completions.create(
+            model="run", prompt="What ", max_tokens=200, temperature=0.9, top_p=0.95, seed=11
+        )
+        assert server.gauge("charrnn_active_streams") >= 63  # they were still running
+    finally:
+        others.release()
+    assert got.choices[0].text == want
+    assert set(others.statuses) == {200}
+
+
+@pytest.mark.slow
+def test_a_full_server_answers_503_with_retry_after(trained_run: Path) -> None:
+    with serve(trained_run, "--max-streams", "2", "--max-queue", "1") as s:
+        holders = Holders(s, 3)  # two run, one waits in the queue
+        try:
+            holders.wait_active(2)
+            deadline = time.monotonic() + 10
+            while s.gauge("charrnn_queued_streams") < 1:
+                assert time.monotonic() < deadline, "the third stream did not queue"
+                time.sleep(0.05)
+            r = httpx.post(
+                s.url + "/v1/completions",
+                json={"prompt": "a", "max_tokens": 5},
+                headers=s.headers(),
+                timeout=10,
+            )
+        finally:
+            holders.release()
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "server_error"
+        assert "busy" in r.json()["error"]["message"]
+        # the server keeps serving once the streams are gone
+        ok = httpx.post(
+            s.url + "/v1/completions",
+            json={"prompt": "a", "max_tokens": 5},
+            headers=s.headers(),
+            timeout=10,
+        )
+        assert ok.status_code == 200 and len(ok.json()["choices"][0]["text"]) == 5

@@ -97,7 +97,10 @@ def train_command(
         None,
         "--embed-dim",
         parser=Number(int, 1, MAX_WIDTH),
-        help="Embedding size [64; the hidden size for vocabularies over 256].",
+        help=(
+            "Embedding size [64; the hidden size for vocabularies over 256 and for "
+            f"{defaults.MANY_PASSES_EPOCHS:g}+ expected passes]."
+        ),
         metavar="N",
     ),
     dropout: float | None = typer.Option(
@@ -153,6 +156,7 @@ def train_command(
         parser=Number(float, 0.0, MAX_RATE, open_low=True),
         help=(
             f"Peak learning rate [{defaults.learning_rate('gru'):g}; "
+            f"{defaults.LONG_RUN_LR:g} for {defaults.MANY_PASSES_EPOCHS:g}+ expected passes; "
             f"{defaults.learning_rate('rnn'):g} for rnn]."
         ),
         metavar="X",
@@ -161,7 +165,11 @@ def train_command(
         None,
         "--weight-decay",
         parser=Number(float, 0.0, MAX_RATE),
-        help=f"AdamW weight decay of the weight matrices [{defaults.DEFAULT_WEIGHT_DECAY:g}].",
+        help=(
+            f"AdamW weight decay of the weight matrices [{defaults.DEFAULT_WEIGHT_DECAY:g}; "
+            f"{defaults.LONG_RUN_WEIGHT_DECAY:g} for {defaults.MANY_PASSES_EPOCHS:g}+ expected "
+            "passes]."
+        ),
         metavar="X",
     ),
     clip: float | None = typer.Option(

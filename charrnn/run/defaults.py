@@ -26,10 +26,10 @@ DEFAULT_WEIGHT_DECAY, DEFAULT_CLIP, DEFAULT_WARMUP = 0.01, 1.0, 50
 DEFAULT_SCHEDULE, DEFAULT_SEED = "cosine", 1337
 DEFAULT_EVAL_EVERY = 200
 EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (training/loop.py)
-# A new run expected to pass over its corpus at least this many times is regularised
-# (many_passes): at least this dropout, this AdamW weight decay and peak learning rate, and the
-# embedding at the hidden size.
-LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 6.0, 0.1
+# A new run expected to pass over its corpus MANY_PASSES_EPOCHS times or more is regularised
+# (many_passes): this AdamW weight decay and peak learning rate, the embedding at the hidden
+# size, and from LONG_RUN_EPOCHS passes on at least LONG_RUN_DROPOUT dropout.
+MANY_PASSES_EPOCHS, LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 4.0, 6.0, 0.1
 LONG_RUN_WEIGHT_DECAY, LONG_RUN_LR = 0.3, 6e-3
 # The larger model of a long run (long_run_model): an LSTM of this size, dropout and AdamW weight
 # decay, chosen when the default model would make LONG_MODEL_EPOCHS or more passes and this one
@@ -76,7 +76,7 @@ def dropout(n_train: int) -> float:
 
 @dataclass(frozen=True)
 class ManyPasses:
-    """What a new run expected to pass over its corpus LONG_RUN_EPOCHS times or more trains
+    """What a new run expected to pass over its corpus MANY_PASSES_EPOCHS times or more trains
     with instead of the default (None: no change): :func:`many_passes`."""
 
     dropout: float | None
@@ -91,24 +91,27 @@ class ManyPasses:
 
 def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
     """The regularised setting of a run whose default model ``mc`` is expected to pass
-    ``epochs`` times (None: unknown) over its corpus, for LONG_RUN_EPOCHS passes or more (None
-    below): AdamW weight decay LONG_RUN_WEIGHT_DECAY, dropout at least LONG_RUN_DROPOUT, the
-    embedding at the hidden size, and peak learning rate LONG_RUN_LR (GRU and LSTM; the tanh
-    RNN keeps its own). Fewer passes keep the defaults: regularisation costs a run that sees
-    its text only a few times.
+    ``epochs`` times (None: unknown) over its corpus, from MANY_PASSES_EPOCHS passes on (None
+    below): AdamW weight decay LONG_RUN_WEIGHT_DECAY, the embedding at the hidden size, peak
+    learning rate LONG_RUN_LR (GRU and LSTM; the tanh RNN keeps its own) and, from
+    LONG_RUN_EPOCHS passes on, dropout at least LONG_RUN_DROPOUT. Fewer passes keep the
+    defaults: regularisation costs a run that sees its text only a few times.
 
     Measured with ``python bench/tune.py`` (an Optuna study of 23 trials, 60 s each, one run
     per trial; val nats/char; Intel Xeon, 2 cores, AMX, bf16 chosen by the probe; bench/STUDIES.md):
     pl-fortunes (225k characters, ~9 passes at 60 s): the defaults 1.9685; weight decay 0.3
     alone 1.9378; the embedding at 256 alone 1.9627; both 1.9346; both with lr 6e-3 1.9232 (the
     study's best; its best trials all had embedding 256, weight decay 0.3, lr 6e-3 and dropout
-    0.1: 1.9232-1.9527); dropout 0.15 1.9300, 0 1.9452 (window 64). tinyshakespeare (1.0M, ~2.5
-    passes at 60 s): the defaults 1.5063 against 1.5190 for weight decay 0.3, embedding 256 and
-    lr 6e-3, and 1.5199 for the embedding at 256 alone: hence the threshold."""
-    if epochs is None or epochs < LONG_RUN_EPOCHS:
+    0.1: 1.9232-1.9527); dropout 0.15 1.9300, 0 1.9452 (window 64). tinyshakespeare (1.0M):
+    at 60 s (~2.5 passes) the defaults 1.5063 against 1.5190 for weight decay 0.3, embedding
+    256 and lr 6e-3 (1.5199 for the embedding at 256 alone); at 137 s (~5 passes) that setting
+    1.4495 against 1.4731 for the defaults (median of 3): hence 4 passes. Dropout's threshold
+    is its own (docs/defaults.md#dropout)."""
+    if epochs is None or epochs < MANY_PASSES_EPOCHS:
         return None
+    more_dropout = epochs >= LONG_RUN_EPOCHS and mc.dropout < LONG_RUN_DROPOUT
     return ManyPasses(
-        dropout=LONG_RUN_DROPOUT if mc.dropout < LONG_RUN_DROPOUT else None,
+        dropout=LONG_RUN_DROPOUT if more_dropout else None,
         embed_dim=mc.hidden if mc.embed_dim < mc.hidden else None,
         lr=LONG_RUN_LR if mc.cell in ("gru", "lstm") else None,
         weight_decay=LONG_RUN_WEIGHT_DECAY,
