@@ -176,23 +176,7 @@ def test_score_gives_eval_perplexitys_figures(server: Served, trained_run: Path)
 
 @pytest.mark.slow
 def test_clients_that_hang_up_free_their_streams(server: Served) -> None:
-    body = {"prompt": "a", "max_tokens": 100_000, "stream": True}
-
-    def hang_up() -> None:
-        with (
-            httpx.Client(timeout=30) as c,
-            c.stream(
-                "POST", server.url + "/v1/completions", json=body, headers=server.headers()
-            ) as r,
-        ):
-            for _ in r.iter_bytes():
-                break  # the first chunk, then the connection is closed
-
-    threads = [threading.Thread(target=hang_up) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    Holders(server, 50, hold=False).release()  # each reads its first chunk and hangs up
     deadline = time.monotonic() + 10
     while server.gauge("charrnn_active_streams") > 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -201,10 +185,15 @@ def test_clients_that_hang_up_free_their_streams(server: Served) -> None:
 
 
 class Holders:
-    """``count`` streaming requests kept open (reading) until :meth:`release`."""
+    """``count`` streaming requests kept open (reading) until :meth:`release`; with ``hold``
+    False each hangs up after its first chunk."""
 
-    def __init__(self, server: Served, count: int, max_tokens: int = 100_000) -> None:
+    def __init__(
+        self, server: Served, count: int, max_tokens: int = 100_000, hold: bool = True
+    ) -> None:
         self.server, self.stop = server, threading.Event()
+        if not hold:
+            self.stop.set()
         self.statuses: list[int] = []
         body = {"prompt": "x", "max_tokens": max_tokens, "stream": True, "temperature": 1.0}
 
