@@ -335,7 +335,8 @@ def steps_of(config: dict[str, Any]) -> int:
 def setup_of(config: dict[str, Any]) -> str:
     """The model, threads and precision charrnn chose, from a checkpoint's config.json (its
     ``model``, ``training`` and the run's ``plan``): ``LSTM 2x512, 2 threads, bf16 (1.41x
-    fp32)``, or ``GRU 2x256, 1 thread, fp32 (bf16 0.71x)`` where bf16 was measured slower."""
+    fp32)``, or ``GRU 2x256, 1 thread, fp32 (bf16 0.71x)`` where bf16 was measured slower; and
+    what a run-length rule changed (``9 passes expected: embedding 256, ...``)."""
     model, plan = config.get("model") or {}, config.get("plan") or {}
     parts = []
     if model:
@@ -352,6 +353,10 @@ def setup_of(config: dict[str, Any]) -> str:
             parts.append(f"bf16 ({speedup:.2f}x fp32)")
         else:
             parts.append(f"{precision} (bf16 {speedup:.2f}x)")
+    for note in plan.get("notes") or []:  # the run-length rules: "about 9 passes ... expected: ..."
+        m = re.match(r"about ([\d,.]+) passes over the corpus expected", str(note))
+        if m:
+            parts.append(f"{m.group(1)} passes expected: {str(note).split(': ', 1)[-1]}")
     return ", ".join(parts)
 
 

@@ -98,6 +98,12 @@ def test_setup_comes_from_the_saved_plan(trained_run: Path) -> None:
     chosen["training"]["precision"], chosen["plan"]["threads"] = "fp32", 1
     chosen["plan"]["bf16_speedup"] = 0.71
     assert suite.setup_of(chosen) == "LSTM 2x512, 1 thread, fp32 (bf16 0.71x)"
+    note = "about 9 passes over the corpus expected: embedding 256, lr 0.006, weight decay 0.3"
+    chosen["plan"]["notes"] = ["corpus is small (90 training characters): ...", note]
+    assert suite.setup_of(chosen) == (
+        "LSTM 2x512, 1 thread, fp32 (bf16 0.71x), "
+        "9 passes expected: embedding 256, lr 0.006, weight decay 0.3"
+    )
     assert suite.setup_of({}) == ""
 
 
