@@ -291,32 +291,23 @@ def _fit_to_length(
     many = defaults.many_passes(mc, epochs)
     if many is None or epochs is None:
         return mc, tc, None
-    mine = {  # the options left to charrnn
-        "dropout": req.dropout is None,
-        "embed_dim": req.embed_dim is None and not req.tie_weights,
-        "lr": req.lr is None,
-        "weight_decay": req.weight_decay is None,
-    }
-    changes = {k: v for k, v in many.changes().items() if mine[k]}
-    if not changes:
+    # each part only where its option was left to charrnn
+    dropout = many.dropout if req.dropout is None else None
+    embed = many.embed_dim if req.embed_dim is None and not req.tie_weights else None
+    rate = many.lr if req.lr is None else None
+    decay = many.weight_decay if req.weight_decay is None else None
+    named = (("dropout", dropout), ("embedding", embed), ("lr", rate), ("weight decay", decay))
+    said = ", ".join(f"{name} {v:g}" for name, v in named if v is not None)
+    if not said:
         return mc, tc, None
-    new_mc = replace(
+    mc = replace(
         mc,
-        dropout=float(changes.get("dropout", mc.dropout)),
-        embed_dim=int(changes.get("embed_dim", mc.embed_dim)),
+        dropout=mc.dropout if dropout is None else dropout,
+        embed_dim=mc.embed_dim if embed is None else embed,
     )
-    new_tc = replace(
+    tc = replace(
         tc,
-        lr=float(changes.get("lr", tc.lr)),
-        weight_decay=float(changes.get("weight_decay", tc.weight_decay)),
+        lr=tc.lr if rate is None else rate,
+        weight_decay=tc.weight_decay if decay is None else decay,
     )
-    said = ", ".join(f"{_NAMES[k]} {v:g}" for k, v in changes.items())
-    return new_mc, new_tc, f"about {epochs:.0f} passes over the corpus expected: {said}"
-
-
-_NAMES = {
-    "dropout": "dropout",
-    "embed_dim": "embedding",
-    "lr": "lr",
-    "weight_decay": "weight decay",
-}
+    return mc, tc, f"about {epochs:.0f} passes over the corpus expected: {said}"
