@@ -104,9 +104,9 @@ def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
     study's best; its best trials all had embedding 256, weight decay 0.3, lr 6e-3 and dropout
     0.1: 1.9232-1.9527); dropout 0.15 1.9300, 0 1.9452 (window 64). tinyshakespeare (1.0M):
     at 60 s (~2.5 passes) the defaults 1.5063 against 1.5190 for weight decay 0.3, embedding
-    256 and lr 6e-3 (1.5199 for the embedding at 256 alone); at 137 s (~5 passes) that setting
-    1.4495 against 1.4731 for the defaults (median of 3): hence 4 passes. Dropout's threshold
-    is its own (docs/defaults.md#dropout)."""
+    256 and lr 6e-3 (1.5199 for the embedding at 256 alone); at 137 s (~5 passes) that setting,
+    one run, 1.4495 against 1.4731 for the defaults (median of 3): hence 4 passes. Dropout's
+    threshold is its own (docs/defaults.md#dropout)."""
     if epochs is None or epochs < MANY_PASSES_EPOCHS:
         return None
     more_dropout = epochs >= LONG_RUN_EPOCHS and mc.dropout < LONG_RUN_DROPOUT
