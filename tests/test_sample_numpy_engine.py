@@ -230,3 +230,22 @@ def test_vanishing_temperature_is_greedy(loaded: ck.LoadedModel) -> None:
     for t in (1e-6, 1e-30):
         cfg = SampleConfig(length=100, temperature=t, seed=1)
         assert "".join(generate(loaded.model, loaded.vocab, "A", cfg)) == greedy
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_sharing_fastrnn_has_its_own_state_and_the_same_weights(cell: str) -> None:
+    """FastRNN.sharing: the same (read-only) weight arrays, not copies; its own state, starting
+    at zero; exactly the logits of a FastRNN built from the model, while the first one steps
+    on with other tokens."""
+    model = _model(cell, 2)
+    first, fresh = FastRNN(model, 4), FastRNN(model, 4)
+    first.step(np.array([1, 2, 3, 4]))
+    other = FastRNN.sharing(first)
+    assert other.table is first.table
+    for a, b in zip(other.matrices, first.matrices, strict=True):
+        assert all(x is y and not x.flags.writeable for x, y in zip(a, b, strict=True))
+    assert not np.shares_memory(other.S, first.S) and not np.any(other.h[0])
+    for t in range(6):
+        tokens = np.array([t, 2 * t, 5, 1]) % V
+        first.step((tokens + 1) % V)
+        assert np.array_equal(other.step(tokens), fresh.step(tokens))

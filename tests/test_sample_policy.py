@@ -22,9 +22,11 @@ from charrnn.sample.policy import (
     SampleConfig,
     check_engine,
     cut_at_stop,
+    pick_rows,
     stop_at,
     uses_short_path,
 )
+from charrnn.text.vocab import UNK_ID
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,3 +149,50 @@ def test_the_policy_imports_neither_numpy_nor_torch() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def _pickers(cfgs: list[SampleConfig], vocab: int, block: int = 1024) -> list[Picker]:
+    return [Picker(c, 1, vocab, np.random.default_rng(c.seed), block) for c in cfgs]
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: logits whose exponentials overflow
+def test_rows_drawn_together_are_the_tokens_drawn_one_by_one(scale: float) -> None:
+    """pick_rows (the server's step: every row its own picker) draws exactly the tokens that
+    each picker's pick1 draws from its row, step after step (each generator advanced the same
+    way): temperature sampling at several temperatures, greedy, top-k and top-p rows mixed."""
+    V, B = 67, 12
+    cfgs = [
+        SampleConfig(temperature=t, seed=i)
+        for i, t in enumerate([1.0, 0.8, 0.5, 1.3, 0.05, 2.0, 1.0, 0.7])
+    ]
+    cfgs += [
+        SampleConfig(temperature=0.0, seed=8),
+        SampleConfig(temperature=0.9, top_k=5, seed=9),
+        SampleConfig(temperature=0.9, top_p=0.8, seed=10),
+        SampleConfig(temperature=1e-6, seed=11),  # raw logits: the max-subtracted form
+    ]
+    together, alone = _pickers(cfgs, V, 64), _pickers(cfgs, V)
+    rng = np.random.default_rng(123)
+    drawn: set[int] = set()
+    for _ in range(300):
+        logits = (rng.standard_normal((B, V)) * scale).astype(np.float32)
+        got = pick_rows(together, logits)
+        want = [p.pick1(p.fold(logits[i : i + 1])[0]) for i, p in enumerate(alone)]
+        assert got == want
+        drawn.update(got)
+    assert len(drawn) > V // 2  # real draws over the vocabulary, not one token
+    assert UNK_ID not in drawn
+
+
+def test_rows_drawn_together_take_the_stable_form_where_one_row_needs_it() -> None:
+    """One row's totals overflow (logits near float32's top, at T=1): that row alone takes the
+    max-subtracted form, as pick1 does; the others are unchanged."""
+    V = 9
+    cfgs = [SampleConfig(temperature=1.0, seed=s) for s in range(3)]
+    together, alone = _pickers(cfgs, V), _pickers(cfgs, V)
+    logits = np.zeros((3, V), np.float32)
+    logits[1] = np.linspace(50, 200, V, dtype=np.float32)  # exp(min(z, 80)) sums past e^79
+    for _ in range(50):
+        got = pick_rows(together, logits)
+        assert got == [p.pick1(p.fold(logits[i : i + 1])[0]) for i, p in enumerate(alone)]
+        assert got[1] == V - 1  # the stable form: the top logit by e^18 over the next

@@ -115,3 +115,24 @@ def test_busy_and_cancel(trained_run: Path) -> None:
         b.close()
 
     asyncio.run(main())
+
+
+def test_the_blocks_share_one_copy_of_the_weights(trained_run: Path) -> None:
+    """40 streams take three blocks of 16 rows; every block steps over the first block's weight
+    arrays (built when the batcher is), so more streams cost their state, not another model."""
+    loaded = load_arrays(trained_run)
+    b = Batcher(loaded.model, loaded.vocab)
+    assert len(b.blocks) == 1  # built with the batcher: part of a loaded server's memory
+    try:
+        asyncio.run(_run(b, [spec(i, length=3) for i in range(40)]))
+    finally:
+        b.close()
+    assert len(b.blocks) == 3
+    first = b.blocks[0]
+    for block in b.blocks[1:]:
+        assert block.table is first.table
+        assert all(
+            m is n
+            for ms, ns in zip(block.matrices, first.matrices, strict=True)
+            for m, n in zip(ms, ns, strict=True)
+        )

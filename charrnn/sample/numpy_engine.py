@@ -32,8 +32,10 @@ How the weights are laid out (PyTorch's own formulas, rearranged, never approxim
 
 ``FastRNN.__init__`` builds these once: :func:`_state_buffers` (S and its views),
 :func:`_arranged_weights` (the table and every layer's matrices; gate rows by :func:`_gate_rows`,
-the output layer by :func:`_head_weights`) and :func:`_product_plan` (the buffers ``out`` and the
-products that fill them).
+the output layer by :func:`_head_weights`), :func:`_merged_matrices` (the matrices of the
+products, read-only) and :func:`_product_plan` (the buffers ``out`` and the products that fill
+them). :meth:`FastRNN.sharing` builds another FastRNN over the same weights (the server's blocks
+of streams).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..model.arrays import ArrayModel, supports
+from ..model.config import ModelConfig
 
 if TYPE_CHECKING:
     from ..model.rnn import CharRNN
@@ -152,33 +155,46 @@ def _head_weights(model: ArrayModel, head_scale: float, mask: int | None) -> np.
 
 
 Products = list[tuple[np.ndarray, np.ndarray]]  # (w, out) pairs: x @ w into out
+Matrices = list[list[np.ndarray]]  # per layer: the matrices of its products (_merged_matrices)
 
 
-def _product_plan(batch: int, weights: _Weights) -> tuple[list[np.ndarray], list[Products]]:
-    """The time-pipelined products: per layer, its output buffer and its (w, out) products.
+def _merged_matrices(batch: int, weights: _Weights) -> Matrices:
+    """Per layer k, the matrices of its time-pipelined products (read-only, shareable).
 
     Layer k's new state serves twice, as the input of layer k+1 now and as the recurrent input
     of layer k at the next step, so one product [h_k, 1] @ [W_in(k+1) | W_hh(k)] gives both (the
-    output layer plays W_in(N)).
+    output layer plays W_in(N)). One stream with a matrix above :data:`ONE_PRODUCT_MAX`: the two
+    halves as two matrices."""
+    wh = weights.wh
+    n = len(wh)
+    out: Matrices = []
+    for k in range(n):
+        nxt = weights.wi[k] if k + 1 < n else weights.head
+        whole = np.hstack([nxt, wh[k]])
+        if batch == 1 and whole.size > ONE_PRODUCT_MAX:
+            mats = [np.ascontiguousarray(nxt), np.ascontiguousarray(wh[k])]
+        else:
+            mats = [np.ascontiguousarray(whole)]
+        for m in mats:
+            m.flags.writeable = False  # shared by every FastRNN built with FastRNN.sharing
+        out.append(mats)
+    return out
+
+
+def _product_plan(batch: int, matrices: Matrices) -> tuple[list[np.ndarray], list[Products]]:
+    """Per layer, its output buffer and its (w, out) products over ``matrices``:
       out[k] = [gi(k+1) | gh(k)] (B, 2*G*H);   out[N-1] = [logits | gh(N-1)] (B, V + G*H)
     A step reads gh(k) left in out[k] by the step before (:meth:`FastRNN.refresh` computes it).
     """
-    wh = weights.wh
-    n, gh = len(wh), wh[0].shape[1]
     outs: list[np.ndarray] = []
     products: list[Products] = []
-    for k in range(n):
-        nxt = weights.wi[k] if k + 1 < n else weights.head
-        o = np.zeros((batch, nxt.shape[1] + gh), F32)
-        whole = np.hstack([nxt, wh[k]])
-        if batch == 1 and whole.size > ONE_PRODUCT_MAX:
-            split = nxt.shape[1]  # two products into the two halves of the buffer
-            prods = [
-                (np.ascontiguousarray(nxt), o[0, :split]),
-                (np.ascontiguousarray(wh[k]), o[0, split:]),
-            ]
+    for mats in matrices:
+        o = np.zeros((batch, sum(m.shape[1] for m in mats)), F32)
+        if len(mats) == 2:  # one stream: two products into the two halves of the buffer
+            split = mats[0].shape[1]
+            prods = [(mats[0], o[0, :split]), (mats[1], o[0, split:])]
         else:
-            prods = [(np.ascontiguousarray(whole), o[0] if batch == 1 else o)]
+            prods = [(mats[0], o[0] if batch == 1 else o)]
         outs.append(o)
         products.append(prods)
     return outs, products
@@ -206,17 +222,31 @@ class FastRNN:
         mask: int | None = None,
     ) -> None:
         arrays = _as_arrays(model)
-        c = arrays.config
+        weights = _arranged_weights(arrays, head_scale, mask)
+        self._build(arrays.config, batch, weights.table, _merged_matrices(batch, weights))
+
+    @classmethod
+    def sharing(cls, other: FastRNN) -> FastRNN:
+        """A new FastRNN of ``other``'s batch size, with its own state (at zero) and buffers but
+        ``other``'s weights (the same read-only arrays, not copies): many blocks of streams
+        cost the memory of one set of weights, and the products read one copy from cache. The
+        logits are exactly those of a FastRNN built from the model."""
+        new = cls.__new__(cls)
+        new._build(other.config, other.batch, other.table, other.matrices)
+        return new
+
+    def _build(self, c: ModelConfig, batch: int, table: np.ndarray, matrices: Matrices) -> None:
+        self.config = c
         self.cell = c.cell
         self.layers = c.layers
         self.hidden_size = c.hidden
         self.batch = batch
         self.vocab_size = c.vocab_size
         self.S, self.h, self.c, self.hx = _state_buffers(batch, c.layers, c.hidden, c.cell)
-        weights = _arranged_weights(arrays, head_scale, mask)
-        self.table = weights.table
-        self.out, self.products = _product_plan(batch, weights)
-        N, GH = self.layers, weights.wh[0].shape[1]
+        self.table = table
+        self.matrices = matrices
+        self.out, self.products = _product_plan(batch, matrices)
+        N, GH = self.layers, self.table.shape[1]
         self.logits = self.out[-1][:, : self.vocab_size]  # (B, V), a view of the last buffer
         self.gh = [self.out[k][:, -GH:] for k in range(N)]  # (B, G*H) views
         self.gi = [self.out[k - 1][:, :GH] for k in range(1, N)]  # input of layer k >= 1

@@ -24,7 +24,7 @@ one check (``tests/test_sample_policy.py`` fails for a field without a declarati
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -171,8 +171,12 @@ _TOTAL_MAX = math.exp(79.0)  # below float32(e^80): one clipped entry is enough 
 _TOTAL_MIN = 1e-30
 
 
-def _uniforms(rng: np.random.Generator, block: int = 1024) -> Iterator[float]:
-    """``rng.random()`` over and over, drawn in blocks: the same numbers, less overhead."""
+UNIFORM_BLOCK = 1024  # uniform numbers a picker draws at a time (one stream: ~32 KB of floats)
+
+
+def _uniforms(rng: np.random.Generator, block: int = UNIFORM_BLOCK) -> Iterator[float]:
+    """``rng.random()`` over and over, drawn in blocks: the same numbers (a NumPy generator's
+    doubles do not depend on how many are drawn at a time), less overhead."""
     while True:
         yield from rng.random(block).tolist()
 
@@ -182,13 +186,21 @@ class Picker:
     the distribution of :func:`token_probs`, drawn by inverse CDF with one uniform number per
     stream from ``rng`` (none when greedy).
 
+    ``uniform_block`` is how many uniform numbers :meth:`pick1` draws from ``rng`` at a time
+    (the same numbers whatever it is; a server holding hundreds of pickers keeps it small).
+
     The stepper folds part of the work into its output layer: build it with
     ``head_scale=picker.head_scale`` and ``mask=picker.mask`` (:meth:`fold` does the same to
     raw logits).
     """
 
     def __init__(
-        self, cfg: SampleConfig, batch: int, vocab_size: int, rng: np.random.Generator
+        self,
+        cfg: SampleConfig,
+        batch: int,
+        vocab_size: int,
+        rng: np.random.Generator,
+        uniform_block: int = UNIFORM_BLOCK,
     ) -> None:
         import numpy as np
 
@@ -205,7 +217,7 @@ class Picker:
         self.cdf = np.empty((batch, vocab_size), np.float32)
         self.m = np.empty((batch, 1), np.float32)
         self.clip = np.full(vocab_size, _EXP_CLIP, np.float32)  # cheaper than a scalar operand
-        self.uniforms = _uniforms(rng)
+        self.uniforms = _uniforms(rng, uniform_block)
 
     def fold(self, logits: np.ndarray) -> np.ndarray:
         """Raw logits (B, V) as the stepper built for this picker returns them (a new array)."""
@@ -273,6 +285,56 @@ class Picker:
         cdf = self.weights_cdf(z)
         u = self.rng.random(z.shape[0]) * cdf[:, -1]  # (B,), each below its row's total
         return np.count_nonzero(cdf <= u[:, None], axis=1)
+
+
+def pick_rows(pickers: Sequence[Picker], logits: np.ndarray) -> list[int]:
+    """The next token of each of B streams that each draw with their own picker: row i of the
+    raw logits ``logits`` (B, V) (a stepper built with ``head_scale`` 1 and no mask) with
+    ``pickers[i]``. Token i is exactly ``pickers[i].pick1(pickers[i].fold(logits[i:i+1])[0])``,
+    and each picker's generator advances as it would there; the rows of the short path's
+    temperature sampling and of greedy decoding are drawn together, in a few array operations
+    (the batched server's step, :mod:`charrnn.serve.batcher`); other rows one by one.
+
+    Why the same: every operation of :meth:`Picker.pick1` is elementwise (the scale, the clip,
+    exp) or runs along one row (the running sum, the argmax), and ``searchsorted`` over a
+    non-decreasing row counts the entries at or below the value, compared in float64 both ways
+    (``tests/test_sample_policy.py`` draws both ways and compares)."""
+    import numpy as np
+
+    out = [0] * len(pickers)
+    fast, greedy = [], []
+    for i, p in enumerate(pickers):
+        if p.greedy:
+            greedy.append(i)
+        elif p.simple:
+            fast.append(i)
+        else:
+            out[i] = p.pick1(p.fold(logits[i : i + 1])[0])
+    if greedy:
+        z = logits[greedy]  # a copy; the head scale of a greedy picker is 1
+        z[:, UNK_ID] = -np.inf
+        for i, tok in zip(greedy, np.argmax(z, axis=1).tolist(), strict=True):
+            out[i] = tok
+    if fast:
+        scale = np.array([pickers[i].head_scale for i in fast], np.float32)[:, None]
+        z = logits[fast] * scale  # (F, V) float32: each row as pick1 gets it from the stepper
+        z[:, UNK_ID] = -np.inf
+        e = np.minimum(z, np.float32(_EXP_CLIP))
+        np.exp(e, out=e)
+        cdf = np.add.accumulate(e, axis=1)
+        total = cdf[:, -1].astype(np.float64)
+        bad = ~((total > _TOTAL_MIN) & (total < _TOTAL_MAX))
+        if bad.any():  # the max-subtracted form, as Picker._stable computes it
+            zb = z[bad]
+            eb = np.subtract(zb, zb.max(axis=1, keepdims=True))
+            np.exp(eb, out=eb)
+            cdf[bad] = np.add.accumulate(eb, axis=1)
+            total = cdf[:, -1].astype(np.float64)
+        u = np.array([next(pickers[i].uniforms) for i in fast]) * total  # float64, as pick1's
+        toks = np.count_nonzero(cdf <= u[:, None], axis=1)
+        for i, tok in zip(fast, toks.tolist(), strict=True):
+            out[i] = tok
+    return out
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

@@ -5,7 +5,9 @@ fixed-width blocks, each block a :class:`~charrnn.sample.numpy_engine.FastRNN` o
 :data:`BLOCK` rows; one step of the loop steps every block that has a live row, then gives
 each live row its logits: a row still reading its prompt takes the prompt's next token, a
 generating one draws its next token with its own :class:`~charrnn.sample.policy.Picker` and
-its own NumPy generator (seeded as ``charrnn sample --seed`` seeds it). A new stream takes a
+its own NumPy generator (seeded as ``charrnn sample --seed`` seeds it); the rows of a block
+draw together (:func:`~charrnn.sample.policy.pick_rows`: the same tokens, in a few array
+operations instead of a dozen NumPy calls per row). A new stream takes a
 free row at the next step (its state set to zero, exactly as a new stepper starts); a
 finished, timed-out or cancelled one leaves at once.
 
@@ -13,6 +15,8 @@ Why fixed-width blocks: a BLAS gives a row of a matrix product the same rounding
 other rows hold, but a one-row product (a matrix-vector product, another kernel) may round
 differently. Every block always has :data:`BLOCK` rows, so a stream's floating-point results
 never depend on how many other streams run beside it (``tests/test_serve_batcher.py``). The
+blocks share one copy of the weights (:meth:`FastRNN.sharing`): 256 streams cost the state of
+256 streams, not sixteen copies of the model, and the products read one copy from cache. The
 temperature is applied to the raw logits of each row (``Picker.fold``'s rule, as the torch
 engine does), not folded into the weights as ``charrnn sample``'s one-stream stepper does: the
 logits agree with it to float32 rounding, so the text is the same (as for the two engines).
@@ -36,13 +40,13 @@ import numpy as np
 from ..model.arrays import ArrayModel
 from ..sample.generate import prime_ids
 from ..sample.numpy_engine import FastRNN
-from ..sample.policy import Picker, SampleConfig
+from ..sample.policy import Picker, SampleConfig, pick_rows
 from ..text.tokenizers import Tokenizer
 from .protocol import MAX_QUEUE, MAX_STREAMS, Limits
 from .stops import StopCutter
 
 BLOCK = 16  # rows of every block (see the module docstring)
-F32 = np.float32
+UNIFORM_BLOCK = 64  # a stream's uniform numbers drawn at a time (Picker: 1024, ~32 KB each)
 
 # (piece, its log-probability, the top alternatives {piece: log-probability}) per token
 TokenInfo = tuple[str, float | None, dict[str, float]]
@@ -125,9 +129,7 @@ class _Slot:
         rng = np.random.default_rng(spec.config.seed)
         self.context, self.last, head = prime_ids(vocab, spec.prompt, rng)
         stream.prompt_tokens = len(self.context) + (1 if spec.prompt else 0)
-        self.pick = Picker(spec.config, 1, vocab_size, rng)
-        self.scale = F32(self.pick.head_scale)
-        self.z = np.empty(vocab_size, F32)
+        self.pick = Picker(spec.config, 1, vocab_size, rng, UNIFORM_BLOCK)
         self.read = 0  # prompt tokens fed so far
         self.left = spec.config.length
         self.deadline = stream.created + spec.time_limit
@@ -141,19 +143,19 @@ class _Slot:
     def first_input(self) -> int:
         return self.context[0] if self.context else self.last
 
-    def advance(self, logits: np.ndarray) -> int:
-        """The next input token after a step that gave this row ``logits`` (V,)."""
-        if self.read < len(self.context):
-            self.read += 1
-            return self.context[self.read] if self.read < len(self.context) else self.last
-        z = self.z
-        if self.scale != 1.0:
-            np.multiply(logits, self.scale, out=z)
-        else:
-            z[:] = logits
-        if self.pick.mask is not None:
-            z[self.pick.mask] = -np.inf
-        tok = self.pick.pick1(z)
+    @property
+    def reading(self) -> bool:
+        """Whether the row is still reading its prompt (its next input is the prompt's)."""
+        return self.read < len(self.context)
+
+    def next_prompt_token(self) -> int:
+        """The next input while reading the prompt: the prompt's next token, then its last."""
+        self.read += 1
+        return self.context[self.read] if self.read < len(self.context) else self.last
+
+    def took(self, tok: int, logits: np.ndarray) -> int:
+        """Token ``tok`` drawn from the row's raw ``logits`` (V,): sent on (through the stop
+        rule), counted; it is the row's next input."""
         piece = self.itos[tok]
         info = _token_info(logits, tok, piece, self.stream.spec.logprobs, self.itos)
         self.stream.tokens += 1
@@ -216,7 +218,9 @@ class Batcher:
 
     At most ``max_streams`` run at once (in blocks of ``block`` rows); up to ``max_queue``
     more wait (:meth:`submit` raises :class:`Busy` beyond). ``observe`` is called after each
-    step with the active and queued counts, the tokens drawn and the step's seconds."""
+    step with the active and queued counts, the tokens drawn and the step's seconds. The first
+    block (the weights laid out for the step) is built here, so a server's idle memory holds
+    the model as it serves, and the first request does not wait for the layout."""
 
     def __init__(
         self,
@@ -239,6 +243,7 @@ class Batcher:
         self.closed = False
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
+        self._free_row()  # the first block now: the weights in serving form belong to "loaded"
 
     def submit(self, stream: Stream) -> None:
         """Queue ``stream``; it takes a row at the next step. Raises :class:`Busy` or
@@ -300,7 +305,8 @@ class Batcher:
             for r, slot in enumerate(rows):
                 if slot is None:
                     return b, r
-        self.blocks.append(FastRNN(self.model, self.block))
+        first = self.blocks[0] if self.blocks else None
+        self.blocks.append(FastRNN.sharing(first) if first else FastRNN(self.model, self.block))
         self.rows.append([None] * self.block)
         self.inputs.append(np.zeros(self.block, np.int64))
         return len(self.blocks) - 1, 0
@@ -314,6 +320,7 @@ class Batcher:
             if not any(rows):
                 continue
             logits = rnn.step(inputs)
+            drawing: list[int] = []  # rows that draw a token from this step's logits
             for r, slot in enumerate(rows):
                 if slot is None:
                     continue
@@ -321,11 +328,18 @@ class Batcher:
                     slot.left = -1
                 elif now > slot.deadline:
                     slot.finish("length")
+                elif slot.reading:
+                    inputs[r] = slot.next_prompt_token()
                 else:
-                    before = slot.stream.tokens
-                    inputs[r] = slot.advance(logits[r])
-                    drawn += slot.stream.tokens - before
-                if slot.done:
+                    drawing.append(r)
+            if drawing:
+                slots = [rows[r] for r in drawing]
+                toks = pick_rows([s.pick for s in slots], logits[drawing])  # type: ignore[union-attr]
+                for r, slot, tok in zip(drawing, slots, toks, strict=True):
+                    inputs[r] = slot.took(tok, logits[r])  # type: ignore[union-attr]
+                drawn += len(drawing)
+            for r, slot in enumerate(rows):
+                if slot is not None and slot.done:
                     rows[r] = None
                     inputs[r] = 0
                     self.active -= 1
