@@ -52,8 +52,13 @@ class Job:
             s.cancel()
         self.wake.set()
 
-    async def pieces(self, coalesce: float) -> AsyncIterator[list[dict[str, Any]]]:
-        """Lists of choice updates (text, logprobs, finish reason) as they come."""
+    async def pieces(
+        self, coalesce: float | Callable[[], float]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Lists of choice updates (text, logprobs, finish reason) as they come: the first
+        as soon as there is one, then at most one per ``coalesce`` seconds (a number, or a
+        function read after each list: the server's :meth:`~.app.Server.pace`)."""
+        pace = coalesce if callable(coalesce) else (lambda: coalesce)
         offsets = [0] * len(self.streams)
         done = [False] * len(self.streams)
         while not all(done) and not self.cancelled:
@@ -73,8 +78,9 @@ class Job:
                 done[i] = finish is not None
             if out:
                 yield out
-            if coalesce and not all(done):
-                await asyncio.sleep(coalesce)
+            wait = pace()
+            if wait and not all(done):
+                await asyncio.sleep(wait)
 
     def usage(self) -> dict[str, int]:
         """Tokens read (each prompt once) and generated."""
@@ -96,7 +102,13 @@ class EventStream:
     hangs up cancels its streams at once."""
 
     def __init__(
-        self, job: Job, cid: str, created: int, model: str, coalesce: float, usage: bool
+        self,
+        job: Job,
+        cid: str,
+        created: int,
+        model: str,
+        coalesce: float | Callable[[], float],
+        usage: bool,
     ) -> None:
         self.job, self.cid, self.created, self.model = job, cid, created, model
         self.coalesce, self.include_usage = coalesce, usage
