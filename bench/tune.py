@@ -46,16 +46,38 @@ PLAIN_LIKE = {
 }
 
 
+# The search space: a float's (low, high, step or None, log), or a categorical's choices.
+SPACE: dict[str, tuple[float, float, float | None, bool] | list[int] | list[float]] = {
+    "dropout": (0.0, 0.4, 0.05, False),
+    "embed_dim": [64, 128, 256],
+    "seq_len": [32, 64, 128],
+    "lr": (2e-3, 1.6e-2, None, True),
+    "weight_decay": [0.0, 0.01, 0.1, 0.3],
+    "hidden": [128, 256, 384],
+}
+
+
 def suggest(trial: Any) -> dict[str, Any]:
     """The search space (Optuna's define-by-run API)."""
-    return {
-        "dropout": trial.suggest_float("dropout", 0.0, 0.4, step=0.05),
-        "embed_dim": trial.suggest_categorical("embed_dim", [64, 128, 256]),
-        "seq_len": trial.suggest_categorical("seq_len", [32, 64, 128]),
-        "lr": trial.suggest_float("lr", 2e-3, 1.6e-2, log=True),
-        "weight_decay": trial.suggest_categorical("weight_decay", [0.0, 0.01, 0.1, 0.3]),
-        "hidden": trial.suggest_categorical("hidden", [128, 256, 384]),
-    }
+    out: dict[str, Any] = {}
+    for name, dist in SPACE.items():
+        if isinstance(dist, list):
+            out[name] = trial.suggest_categorical(name, dist)
+        else:
+            low, high, step, log = dist
+            out[name] = trial.suggest_float(name, low, high, step=step, log=log)
+    return out
+
+
+def in_space(name: str, value: float) -> bool:
+    """Whether ``value`` is one the space holds for ``name`` (an enqueued trial outside it
+    would fail inside Optuna, mid-study)."""
+    dist = SPACE[name]
+    if isinstance(dist, list):
+        return value in dist
+    low, high, step, _ = dist
+    on_grid = step is None or abs((value - low) / step - round((value - low) / step)) < 1e-9
+    return low <= value <= high and on_grid
 
 
 def options_of(params: dict[str, Any]) -> list[str]:
@@ -122,9 +144,16 @@ def parse_try(spec: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
-        if key not in PLAIN_LIKE:
+        if key not in SPACE:
             raise SystemExit(f"bench/tune.py: --try: unknown parameter {key!r}")
-        out[key] = int(value) if isinstance(PLAIN_LIKE[key], int) else float(value)
+        try:
+            out[key] = int(value) if isinstance(PLAIN_LIKE[key], int) else float(value)
+        except ValueError:
+            raise SystemExit(f"bench/tune.py: --try: {key}={value!r} is not a number") from None
+        if not in_space(key, out[key]):
+            raise SystemExit(
+                f"bench/tune.py: --try: {key}={value} is outside the space {SPACE[key]}"
+            )
     return out
 
 

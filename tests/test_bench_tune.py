@@ -46,6 +46,16 @@ def test_try_specs_are_typed_and_checked() -> None:
     assert isinstance(got["seq_len"], int) and isinstance(got["dropout"], float)
     with pytest.raises(SystemExit, match="unknown parameter 'layers'"):
         tune.parse_try("layers=3")
+    # values the space does not hold fail here, not inside Optuna in the middle of a study
+    with pytest.raises(SystemExit, match="hidden=512 is outside the space"):
+        tune.parse_try("hidden=512")
+    with pytest.raises(SystemExit, match=r"dropout=0\.33 is outside"):
+        tune.parse_try("dropout=0.33")  # off the 0.05 grid
+    with pytest.raises(SystemExit, match=r"lr=0\.05 is outside"):
+        tune.parse_try("lr=0.05")
+    with pytest.raises(SystemExit, match="'x' is not a number"):
+        tune.parse_try("lr=x")
+    assert tune.parse_try("dropout=0.35,lr=0.006") == {"dropout": 0.35, "lr": 0.006}
 
 
 def fake_run(seen: list[list[str]]) -> Any:
