@@ -44,8 +44,16 @@ def test_many_passes_regularise_only_from_the_thresholds_on() -> None:
     assert almost is not None and almost.dropout is None
     many = defaults.many_passes(mc, defaults.LONG_RUN_EPOCHS)
     assert many is not None and many.changes() == {**some.changes(), "dropout": 0.1}
+    below = defaults.many_passes(mc, defaults.VERY_LONG_RUN_EPOCHS - 0.01)
+    assert below is not None and below.dropout == defaults.LONG_RUN_DROPOUT == 0.1
+    very = defaults.many_passes(mc, defaults.VERY_LONG_RUN_EPOCHS)
+    assert very is not None and very.changes() == {**some.changes(), "dropout": 0.2}
+    # dropout is only ever raised: a model's 0.15 becomes 0.2 from 12 passes, stays below
+    mid = replace(mc, dropout=0.15)
+    assert defaults.many_passes(mid, defaults.LONG_RUN_EPOCHS).dropout is None  # type: ignore[union-attr]
+    assert defaults.many_passes(mid, defaults.VERY_LONG_RUN_EPOCHS).dropout == 0.2  # type: ignore[union-attr]
     # more dropout and an embedding already as wide as the hidden state are kept
-    kept = defaults.many_passes(replace(mc, dropout=0.2, embed_dim=256), 50.0)
+    kept = defaults.many_passes(replace(mc, dropout=0.25, embed_dim=256), 50.0)
     assert kept is not None and set(kept.changes()) == {"lr", "weight_decay"}
     # the tanh RNN keeps its lower learning rate (it diverges at the GRU's)
     rnn = defaults.many_passes(replace(mc, cell="rnn"), 50.0)

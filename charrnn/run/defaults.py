@@ -28,8 +28,10 @@ DEFAULT_EVAL_EVERY = 200
 EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (training/loop.py)
 # A new run expected to pass over its corpus MANY_PASSES_EPOCHS times or more is regularised
 # (many_passes): this AdamW weight decay and peak learning rate, the embedding at the hidden
-# size, and from LONG_RUN_EPOCHS passes on at least LONG_RUN_DROPOUT dropout.
+# size, from LONG_RUN_EPOCHS passes on at least LONG_RUN_DROPOUT dropout, and from
+# VERY_LONG_RUN_EPOCHS on at least VERY_LONG_RUN_DROPOUT.
 MANY_PASSES_EPOCHS, LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 4.0, 6.0, 0.1
+VERY_LONG_RUN_EPOCHS, VERY_LONG_RUN_DROPOUT = 12.0, 0.2
 LONG_RUN_WEIGHT_DECAY, LONG_RUN_LR = 0.3, 6e-3
 # The larger model of a long run (long_run_model): an LSTM of this size, dropout and AdamW weight
 # decay, chosen when the default model would make LONG_MODEL_EPOCHS or more passes and this one
@@ -93,9 +95,10 @@ def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
     """The regularised setting of a run whose default model ``mc`` is expected to pass
     ``epochs`` times (None: unknown) over its corpus, from MANY_PASSES_EPOCHS passes on (None
     below): AdamW weight decay LONG_RUN_WEIGHT_DECAY, the embedding at the hidden size, peak
-    learning rate LONG_RUN_LR (GRU and LSTM; the tanh RNN keeps its own) and, from
-    LONG_RUN_EPOCHS passes on, dropout at least LONG_RUN_DROPOUT. Fewer passes keep the
-    defaults: regularisation costs a run that sees its text only a few times.
+    learning rate LONG_RUN_LR (GRU and LSTM; the tanh RNN keeps its own), from
+    LONG_RUN_EPOCHS passes on dropout at least LONG_RUN_DROPOUT, and from VERY_LONG_RUN_EPOCHS
+    on at least VERY_LONG_RUN_DROPOUT. Fewer passes keep the defaults: regularisation costs a
+    run that sees its text only a few times.
 
     Measured with ``python bench/tune.py`` (an Optuna study of 23 trials, 60 s each, one run
     per trial; val nats/char; Intel Xeon, 2 cores, AMX, bf16 chosen by the probe; bench/STUDIES.md):
@@ -106,12 +109,22 @@ def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
     at 60 s (~2.5 passes) the defaults 1.5063 against 1.5190 for weight decay 0.3, embedding
     256 and lr 6e-3 (1.5199 for the embedding at 256 alone); at 137 s (~5 passes) that setting,
     one run, 1.4495 against 1.4731 for the defaults (median of 3): hence 4 passes. Dropout's
-    threshold is its own (docs/defaults.md#dropout)."""
+    thresholds are their own (docs/defaults.md#dropout). ru-fortunes (121k characters, ~16
+    passes at 60 s, the setting above with dropout 0.1 as the defaults, one run each): dropout
+    0.1 1.3056, 0.2 1.2854, 0.25 1.2875, 0.3 1.2905; 2x384 with dropout 0.2 1.2849, 0.3 1.2842
+    (~11 passes), 0.4 1.2966: hence 0.2 from 12 passes (pl-fortunes at ~9 passes: 0.1 and 0.15
+    alike, above)."""
     if epochs is None or epochs < MANY_PASSES_EPOCHS:
         return None
-    more_dropout = epochs >= LONG_RUN_EPOCHS and mc.dropout < LONG_RUN_DROPOUT
+    least = (
+        VERY_LONG_RUN_DROPOUT
+        if epochs >= VERY_LONG_RUN_EPOCHS
+        else LONG_RUN_DROPOUT
+        if epochs >= LONG_RUN_EPOCHS
+        else 0.0
+    )
     return ManyPasses(
-        dropout=LONG_RUN_DROPOUT if more_dropout else None,
+        dropout=least if mc.dropout < least else None,
         embed_dim=mc.hidden if mc.embed_dim < mc.hidden else None,
         lr=LONG_RUN_LR if mc.cell in ("gru", "lstm") else None,
         weight_decay=LONG_RUN_WEIGHT_DECAY,
