@@ -320,7 +320,7 @@ class Batcher:
             if not any(rows):
                 continue
             logits = rnn.step(inputs)
-            drawing: list[int] = []  # rows that draw a token from this step's logits
+            drawing: list[tuple[int, _Slot]] = []  # rows that draw from this step's logits
             for r, slot in enumerate(rows):
                 if slot is None:
                     continue
@@ -331,12 +331,11 @@ class Batcher:
                 elif slot.reading:
                     inputs[r] = slot.next_prompt_token()
                 else:
-                    drawing.append(r)
+                    drawing.append((r, slot))
             if drawing:
-                slots = [rows[r] for r in drawing]
-                toks = pick_rows([s.pick for s in slots], logits[drawing])  # type: ignore[union-attr]
-                for r, slot, tok in zip(drawing, slots, toks, strict=True):
-                    inputs[r] = slot.took(tok, logits[r])  # type: ignore[union-attr]
+                picked = pick_rows([s.pick for _, s in drawing], logits[[r for r, _ in drawing]])
+                for (r, slot), tok in zip(drawing, picked, strict=True):
+                    inputs[r] = slot.took(tok, logits[r])
                 drawn += len(drawing)
             for r, slot in enumerate(rows):
                 if slot is not None and slot.done:
