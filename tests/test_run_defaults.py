@@ -71,3 +71,10 @@ def test_fit_batch_shrinks_for_small_corpora() -> None:
     assert (f.batch_size, f.seq_len, f.shrunk) == (7, 64, True)
     f = defaults.fit_batch(20, 64, 64)
     assert (f.batch_size, f.seq_len) == (1, 19)
+
+
+def test_a_run_ends_after_the_useful_passes() -> None:
+    assert defaults.useful_passes(None) is None
+    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES) is None  # as many: the time ends it
+    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES + 0.01) == defaults.MAX_USEFUL_PASSES
+    assert defaults.useful_passes(170.0) == 16.0

@@ -354,11 +354,23 @@ def test_runs_of_many_passes_are_regularised(
         torch.set_num_threads(2)
         wide = open_run(replace(req, out=str(tmp_path / "r4"), embed_dim=None, hidden=96), CPU)
         wide.lock.release()
+        torch.set_num_threads(2)
+        # --max-epochs inf: no epoch limit, not even the end after the useful passes
+        unlimited = open_run(replace(req, out=str(tmp_path / "r5"), max_epochs=math.inf), CPU)
+        unlimited.lock.release()
     finally:
         torch.set_num_threads(before)
     note = run.plan.notes[0]
-    # dozens of passes: the very long run's dropout
-    assert "passes over the corpus expected: dropout 0.2, lr 0.006, weight decay 0.3" in note
+    # ~22 passes expected, by time alone: the run ends after the useful passes, with the very
+    # long run's dropout
+    assert (
+        "passes over the corpus expected: stopping after 16 (more overfit; --max-epochs N or "
+        "inf to choose), dropout 0.2, lr 0.006, weight decay 0.3" in note
+    )
+    assert run.train_config.max_epochs == defaults.MAX_USEFUL_PASSES == 16
+    assert run.config_json({})["training"]["max_epochs"] == 16  # saved: a resume keeps it
+    assert unlimited.train_config.max_epochs is None and "stopping" not in unlimited.plan.notes[0]
+    assert unlimited.model.config.dropout == defaults.VERY_LONG_RUN_DROPOUT
     assert run.config_json({})["model"]["dropout"] == defaults.VERY_LONG_RUN_DROPOUT
     assert run.model.rnn.dropout == defaults.VERY_LONG_RUN_DROPOUT
     assert run.model.config.embed_dim == 8  # asked for

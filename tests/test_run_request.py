@@ -149,7 +149,7 @@ VALUES: dict[str, Any] = dict(
     cell="lstm", layers=3, hidden=64, embed_dim=16, dropout=0.1, tie_weights=False,
     batch_size=8, seq_len=16, lr=1e-3, weight_decay=0.1, clip=0.5, warmup=0,
     schedule="constant", seed=7, init_from="other", max_epochs=3.0, max_steps=100,
-    max_time=60.0, eval_every=10, precision="bf16", patience=2,
+    max_time=60.0, eval_every=10, precision="bf16", patience=2, epochs_unlimited=True,
 )  # fmt: skip
 
 
@@ -170,7 +170,8 @@ def test_a_resume_refusal_lists_what_may_change() -> None:
     with pytest.raises(OptionError) as e:
         TrainRequest.from_options(resume="r", hidden=8)
     for name in RESUME_OVERRIDABLE:
-        assert "--" + name.replace("_", "-") in str(e.value)
+        if name != "epochs_unlimited":  # --max-epochs inf, named as --max-epochs
+            assert "--" + name.replace("_", "-") in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +213,21 @@ def test_model_left_to_defaults() -> None:
         req = TrainRequest.from_options(CORPUS, **{name: VALUES[name]})
         assert not req.model_left_to_defaults, name
     assert not TrainRequest.from_options(CORPUS, init_from="r").model_left_to_defaults
+
+
+def test_max_epochs_inf_drops_a_resumed_run_s_epoch_limit() -> None:
+    """--max-epochs inf on a resume: the saved epoch limit (e.g. a run that stopped after the
+    useful passes) goes, the saved time budget stays; with --max-time too, only that is set."""
+    from charrnn.run.plan import resumed_train_config
+    from charrnn.training.config import TrainConfig
+
+    saved = TrainConfig(max_epochs=16.0, max_time=120.0).to_dict()
+    inf = TrainRequest.from_options(resume="runs/r", max_epochs=float("inf"))
+    assert inf.max_epochs is None and inf.epochs_unlimited
+    tc = resumed_train_config(inf, saved)
+    assert tc.max_epochs is None and tc.max_time == 120.0
+    both = TrainRequest.from_options(resume="runs/r", max_epochs=float("inf"), max_time=30.0)
+    tc = resumed_train_config(both, saved)
+    assert tc.max_epochs is None and tc.max_time == 30.0
+    plain = resumed_train_config(TrainRequest.from_options(resume="runs/r"), saved)
+    assert plain.max_epochs == 16.0 and plain.max_time == 120.0

@@ -197,7 +197,10 @@ def train_command(
         None,
         "--max-epochs",
         parser=Number(float, 0.0, open_low=True, inf_means="no epoch limit"),
-        help="Passes over the corpus; inf = no epoch limit.",
+        help=(
+            "Passes over the corpus; inf = no epoch limit [a run limited by time alone stops "
+            f"after {defaults.MAX_USEFUL_PASSES:g} if it expects more]."
+        ),
         metavar="X",
     ),
     max_steps: int | None = typer.Option(

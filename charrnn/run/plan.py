@@ -141,9 +141,12 @@ def resumed_train_config(req: TrainRequest, saved: dict[str, Any]) -> TrainConfi
     replace the old ones rather than adding to them, and an explicit --eval-every is followed.
     Raises TypeError or ValueError for a saved section that is not a TrainConfig."""
     tc = TrainConfig(**saved)
-    changes = {k: getattr(req, k) for k in RESUME_OVERRIDABLE if getattr(req, k) is not None}
+    limits = [k for k in RESUME_OVERRIDABLE if k != "epochs_unlimited"]
+    changes = {k: getattr(req, k) for k in limits if getattr(req, k) is not None}
     if {"max_time", "max_steps", "max_epochs"} & changes.keys():
         changes = {"max_time": None, "max_steps": None, "max_epochs": None, **changes}
+    if req.epochs_unlimited:  # --max-epochs inf: no epoch limit (e.g. past the useful passes)
+        changes["max_epochs"] = None
     if "eval_every" in changes:
         changes["eval_share"] = None  # evaluate as asked
     return replace(tc, **changes)
@@ -267,7 +270,8 @@ def _fit_to_length(
     """For a run expected to pass over its ``n_train`` tokens many times: the larger model of
     :func:`defaults.long_run_model` when the model is left to the defaults and the larger one,
     timed here on a CPU, still makes enough steps; else the regularised setting of
-    :func:`defaults.many_passes` for the options left to the defaults."""
+    :func:`defaults.many_passes` for the options left to the defaults, and, for a run limited
+    by time alone, an end after :func:`defaults.useful_passes` passes."""
     epochs = defaults.expected_epochs(tc, n_train, m.step_seconds)
     big = defaults.long_run_model(mc, n_train, epochs) if req.model_left_to_defaults else None
     if big is not None and epochs is not None:
@@ -288,8 +292,11 @@ def _fit_to_length(
                 f"weight decay {wd:g} instead (about {steps:,.0f} steps)"
             )
             return big, replace(tc, lr=lr, weight_decay=wd), note
-    many = defaults.many_passes(mc, epochs)
-    if many is None or epochs is None:
+    # a run limited by time alone ends after the useful passes (None: its time limit ends it)
+    time_only = req.max_epochs is None and req.max_steps is None and not req.epochs_unlimited
+    stop = defaults.useful_passes(epochs) if time_only else None
+    many = defaults.many_passes(mc, epochs if stop is None else stop)
+    if many is None or epochs is None:  # (a stop implies many passes: many is not None)
         return mc, tc, None
     # each part only where its option was left to charrnn
     dropout = many.dropout if req.dropout is None else None
@@ -297,7 +304,10 @@ def _fit_to_length(
     rate = many.lr if req.lr is None else None
     decay = many.weight_decay if req.weight_decay is None else None
     named = (("dropout", dropout), ("embedding", embed), ("lr", rate), ("weight decay", decay))
-    said = ", ".join(f"{name} {v:g}" for name, v in named if v is not None)
+    ending = (
+        [f"stopping after {stop:g} (more overfit; --max-epochs N or inf to choose)"] if stop else []
+    )
+    said = ", ".join(ending + [f"{name} {v:g}" for name, v in named if v is not None])
     if not said:
         return mc, tc, None
     mc = replace(
@@ -309,5 +319,6 @@ def _fit_to_length(
         tc,
         lr=tc.lr if rate is None else rate,
         weight_decay=tc.weight_decay if decay is None else decay,
+        max_epochs=tc.max_epochs if stop is None else stop,
     )
     return mc, tc, f"about {epochs:.0f} passes over the corpus expected: {said}"

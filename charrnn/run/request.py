@@ -57,7 +57,10 @@ class CorpusSpec:
 
 
 # What --resume may change; the rest of a run is fixed when it starts.
-RESUME_OVERRIDABLE = ("max_epochs", "max_steps", "max_time", "eval_every", "precision", "patience")
+RESUME_OVERRIDABLE = (
+    *("max_epochs", "max_steps", "max_time", "eval_every", "precision", "patience"),
+    "epochs_unlimited",  # --max-epochs inf: a resumed run drops its epoch limit
+)
 RESUME_FIXED = (
     *("cell", "layers", "hidden", "embed_dim", "dropout", "tie_weights", "batch_size"),
     *("seq_len", "lr", "weight_decay", "clip", "warmup", "schedule", "seed", "init_from"),
@@ -100,6 +103,9 @@ class TrainRequest:
     root: str = defaults.CHECKPOINTS_ROOT
     init_from: str | None = None  # a run or checkpoint folder to start from (finetune.py)
     patience: int | None = None  # stop after this many evaluations without a new best
+    # set from max_epochs=inf: no epoch limit at all, not even the end after the useful passes
+    # (defaults.useful_passes) that a run limited by time alone gets
+    epochs_unlimited: bool = False
 
     def __post_init__(self) -> None:
         # Infinity means something for two options, stored as strict JSON: no clipping (0) and
@@ -108,6 +114,7 @@ class TrainRequest:
             object.__setattr__(self, "clip", 0.0)
         if self.max_epochs is not None and math.isinf(self.max_epochs) and self.max_epochs > 0:
             object.__setattr__(self, "max_epochs", None)
+            object.__setattr__(self, "epochs_unlimited", True)
         self._check_choices()
         self._check_combinations()
 
