@@ -182,11 +182,18 @@ def test_end_to_end_train_sample_eval(tmp_path: Path, small_text: str) -> None:
 
 @pytest.mark.slow
 def test_time_budget_stops_the_run(tmp_path: Path, small_text: str) -> None:
+    """--max-epochs inf: the time limit ends the run; without it, a run that expects more than
+    the useful passes over this small corpus ends after them, and says so at the start."""
     (tmp_path / "c.txt").write_text(small_text[:20000])
-    r = run_cli(["train", "c.txt", "--hidden", "32", "--layers", "1", "--max-time", "3s"], tmp_path)
+    args = ["train", "c.txt", "--hidden", "32", "--layers", "1", "--max-time", "3s"]
+    r = run_cli([*args, "--max-epochs", "inf"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "done (max time)" in r.stderr
+    assert "done (max time)" in r.stderr and "stopping after" not in r.stderr
     assert (tmp_path / "checkpoints" / "c-gru" / "latest").is_file()
+    # 30 s: expected passes far over 16 on any machine; the run takes a few seconds
+    r = run_cli([*args[:-1], "30s", "--out", "checkpoints/capped"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "stopping after 16 (more overfit" in r.stderr and "done (max epochs)" in r.stderr
 
 
 @pytest.mark.slow

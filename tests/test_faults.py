@@ -273,7 +273,9 @@ def test_a_signal_at_any_moment_leaves_a_saved_run_or_none(
     _write(tmp_path / "c.txt", small_text[:20000])
     root = tmp_path / "checkpoints"
     for delay in (0.5, 0.9, 1.3, 1.7, 2.1, 2.5, 3.0, 4.0):
-        p = _start(["train", "c.txt", "--hidden", "32", "--max-time", "1m"], tmp_path)
+        # --max-epochs inf: the run must still be training when the last signal comes
+        args = ["train", "c.txt", "--hidden", "32", "--max-time", "1m", "--max-epochs", "inf"]
+        p = _start(args, tmp_path)
         time.sleep(delay)
         p.send_signal(sig)
         _, errtext = p.communicate(timeout=60)
