@@ -22,7 +22,7 @@ def test_a_job_gathers_every_choice(trained_run: Path) -> None:
             b.submit(s)
         texts: dict[int, str] = {}
         finish: dict[int, str | None] = {}
-        async for updates in job.pieces(0.005):
+        async for updates in job.pieces(lambda: 0.005):
             for u in updates:
                 texts[u["index"]] = texts.get(u["index"], "") + u["text"]
                 finish[u["index"]] = u["finish_reason"]

@@ -46,7 +46,7 @@ from .protocol import MAX_QUEUE, MAX_STREAMS, Limits
 from .stops import StopCutter
 
 BLOCK = 16  # rows of every block (see the module docstring)
-UNIFORM_BLOCK = 64  # a stream's uniform numbers drawn at a time (Picker: 1024, ~32 KB each)
+SERVED_UNIFORM_BLOCK = 64  # a stream's uniform numbers drawn at a time (policy: 1024, ~32 KB)
 
 # (piece, its log-probability, the top alternatives {piece: log-probability}) per token
 TokenInfo = tuple[str, float | None, dict[str, float]]
@@ -129,7 +129,7 @@ class _Slot:
         rng = np.random.default_rng(spec.config.seed)
         self.context, self.last, head = prime_ids(vocab, spec.prompt, rng)
         stream.prompt_tokens = len(self.context) + (1 if spec.prompt else 0)
-        self.pick = Picker(spec.config, 1, vocab_size, rng, UNIFORM_BLOCK)
+        self.pick = Picker(spec.config, 1, vocab_size, rng, SERVED_UNIFORM_BLOCK)
         self.read = 0  # prompt tokens fed so far
         self.left = spec.config.length
         self.deadline = stream.created + spec.time_limit

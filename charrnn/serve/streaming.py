@@ -52,13 +52,10 @@ class Job:
             s.cancel()
         self.wake.set()
 
-    async def pieces(
-        self, coalesce: float | Callable[[], float]
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pieces(self, pace: Callable[[], float]) -> AsyncIterator[list[dict[str, Any]]]:
         """Lists of choice updates (text, logprobs, finish reason) as they come: the first
-        as soon as there is one, then at most one per ``coalesce`` seconds (a number, or a
-        function read after each list: the server's :meth:`~.app.Server.pace`)."""
-        pace = coalesce if callable(coalesce) else (lambda: coalesce)
+        as soon as there is one, then at most one per ``pace()`` seconds, read after each
+        list (the server's :meth:`~.app.Server.pace`)."""
         offsets = [0] * len(self.streams)
         done = [False] * len(self.streams)
         while not all(done) and not self.cancelled:
@@ -107,18 +104,18 @@ class EventStream:
         cid: str,
         created: int,
         model: str,
-        coalesce: float | Callable[[], float],
+        pace: Callable[[], float],
         usage: bool,
     ) -> None:
         self.job, self.cid, self.created, self.model = job, cid, created, model
-        self.coalesce, self.include_usage = coalesce, usage
+        self.pace, self.include_usage = pace, usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         watcher = asyncio.create_task(watch(receive, self.job))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            async for updates in self.job.pieces(self.coalesce):
+            async for updates in self.job.pieces(self.pace):
                 chunk = completion_object(self.cid, self.created, self.model, updates, None)
                 await send({"type": "http.response.body", "body": _event(chunk), "more_body": True})
             if self.include_usage and not self.job.cancelled:
