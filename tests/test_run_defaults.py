@@ -74,7 +74,18 @@ def test_fit_batch_shrinks_for_small_corpora() -> None:
 
 
 def test_a_run_ends_after_the_useful_passes() -> None:
-    assert defaults.useful_passes(None) is None
-    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES) is None  # as many: the time ends it
-    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES + 0.01) == defaults.MAX_USEFUL_PASSES
-    assert defaults.useful_passes(170.0) == 16.0
+    wide = 100.0  # steps a pass: 16 passes are 1,600 steps, more than the least steps
+    assert defaults.useful_passes(None, wide) is None
+    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES, wide) is None  # the time ends it
+    assert defaults.useful_passes(defaults.MAX_USEFUL_PASSES + 0.01, wide) == 16.0
+    assert defaults.useful_passes(170.0, wide) == 16.0
+    # a tiny corpus, 8 steps a pass: 16 passes would be 128 steps; it ends after the least steps
+    least = defaults.MIN_USEFUL_STEPS / 8
+    assert least > defaults.MAX_USEFUL_PASSES
+    assert defaults.useful_passes(20.0, 8.0) is None
+    assert defaults.useful_passes(least, 8.0) is None
+    assert defaults.useful_passes(least + 0.01, 8.0) == least
+    assert defaults.useful_passes(1000.0, 8.0) == least
+    # where 16 passes make exactly the least steps, both say the same
+    even = defaults.MIN_USEFUL_STEPS / defaults.MAX_USEFUL_PASSES
+    assert defaults.useful_passes(17.0, even) == defaults.MAX_USEFUL_PASSES

@@ -198,8 +198,9 @@ def train_command(
         "--max-epochs",
         parser=Number(float, 0.0, open_low=True, inf_means="no epoch limit"),
         help=(
-            "Passes over the corpus; inf = no epoch limit [a run limited by time alone stops "
-            f"after {defaults.MAX_USEFUL_PASSES:g} if it expects more]."
+            "Passes over the corpus; inf = no epoch limit [a run limited by time alone that "
+            f"expects more stops after {defaults.MAX_USEFUL_PASSES:g} passes or "
+            f"{defaults.MIN_USEFUL_STEPS:,.0f} steps, whichever is more]."
         ),
         metavar="X",
     ),

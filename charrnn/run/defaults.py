@@ -33,8 +33,9 @@ EVAL_SHARE = 0.05  # periodic evaluations take at most this share of a session (
 MANY_PASSES_EPOCHS, LONG_RUN_EPOCHS, LONG_RUN_DROPOUT = 4.0, 6.0, 0.1
 VERY_LONG_RUN_EPOCHS, VERY_LONG_RUN_DROPOUT = 12.0, 0.2
 # A new run limited by time alone, expected to make more passes than this, stops after this
-# many (useful_passes): more passes overfit.
-MAX_USEFUL_PASSES = 16.0
+# many (useful_passes): more passes overfit; but never before MIN_USEFUL_STEPS steps (a tiny
+# corpus passes in a few steps, and a model needs steps to learn at all).
+MAX_USEFUL_PASSES, MIN_USEFUL_STEPS = 16.0, 400.0
 LONG_RUN_WEIGHT_DECAY, LONG_RUN_LR = 0.3, 6e-3
 # The larger model of a long run (long_run_model): an LSTM of this size, dropout and AdamW weight
 # decay, chosen when the default model would make LONG_MODEL_EPOCHS or more passes and this one
@@ -134,20 +135,28 @@ def many_passes(mc: ModelConfig, epochs: float | None) -> ManyPasses | None:
     )
 
 
-def useful_passes(epochs: float | None) -> float | None:
+def useful_passes(epochs: float | None, steps_per_pass: float) -> float | None:
     """The passes at which a new run limited by time alone, and expected to pass ``epochs``
-    times over its corpus (None: unknown), should end instead: MAX_USEFUL_PASSES when more are
-    expected (None: let the time limit end it). The schedule is planned for those passes, so
-    the learning rate decays where validation is best, and the user gets the model sooner.
+    times over its corpus (None: unknown) in steps of which ``steps_per_pass`` make one pass,
+    should end instead: MAX_USEFUL_PASSES, or as many as MIN_USEFUL_STEPS steps make when that
+    is more, if more passes than that are expected (None: let the time limit end it). The
+    schedule is planned for those passes, so the learning rate decays where validation is best,
+    and the user gets the model sooner.
 
     Measured (bench/suite.py, 3 pairs, median, bf16, 2-core Intel Xeon): ru-fortunes (121k
     training characters) with the many-passes rule reached 1.2817 nats/char in 60 s (~16
     passes) and 1.3245-1.3293 in 10 minutes (~160 passes; its best checkpoint, the schedule's
     learning rate still high where validation was best); pl-fortunes 1.927 at ~9 passes (60 s)
-    against 1.949 at ~28 (137 s). 16: the most passes measured at the best figure."""
-    if epochs is None or epochs <= MAX_USEFUL_PASSES:
+    against 1.949 at ~28 (137 s). 16: the most passes measured at the best figure. The least
+    steps, measured on es-fortunes (32k training characters, 8 steps a pass, 2x128 GRU, bf16,
+    2-core AMD EPYC; one run each, ``--max-steps N``, val nats/char): 144 steps (16 passes)
+    1.897, 200 1.750, 300 1.663, 400 1.667, 600 1.676, 1000 1.678, 1500 1.679; ru-fortunes
+    (30 steps a pass) 528 steps 1.285-1.289 (16 passes, 3 runs), 750 1.305, 1000 1.312. 400:
+    steep below, nearly flat above."""
+    if epochs is None:
         return None
-    return MAX_USEFUL_PASSES
+    useful = max(MAX_USEFUL_PASSES, MIN_USEFUL_STEPS / max(steps_per_pass, 1e-9))
+    return None if epochs <= useful else useful
 
 
 def long_run_model(mc: ModelConfig, n_train: int, epochs: float | None) -> ModelConfig | None:

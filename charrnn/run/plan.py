@@ -29,6 +29,7 @@ import torch
 from ..errors import CharRNNError, OptionError
 from ..model.config import ModelConfig
 from ..model.rnn import CharRNN
+from ..training.batches import num_windows
 from ..training.config import TrainConfig, precision_problem
 from ..training.distributed import Dist
 from . import defaults
@@ -294,7 +295,8 @@ def _fit_to_length(
             return big, replace(tc, lr=lr, weight_decay=wd), note
     # a run limited by time alone ends after the useful passes (None: its time limit ends it)
     time_only = req.max_epochs is None and req.max_steps is None and not req.epochs_unlimited
-    stop = defaults.useful_passes(epochs) if time_only else None
+    steps_per_pass = num_windows(n_train // tc.batch_size, tc.seq_len)  # the last one short
+    stop = defaults.useful_passes(epochs, steps_per_pass) if time_only else None
     many = defaults.many_passes(mc, epochs if stop is None else stop)
     if many is None or epochs is None:  # (a stop implies many passes: many is not None)
         return mc, tc, None
@@ -304,9 +306,9 @@ def _fit_to_length(
     rate = many.lr if req.lr is None else None
     decay = many.weight_decay if req.weight_decay is None else None
     named = (("dropout", dropout), ("embedding", embed), ("lr", rate), ("weight decay", decay))
-    ending = (
-        [f"stopping after {stop:g} (more overfit; --max-epochs N or inf to choose)"] if stop else []
-    )
+    ending = []
+    if stop:
+        ending = [f"stopping after {stop:.3g} (more overfit; --max-epochs N or inf to choose)"]
     said = ", ".join(ending + [f"{name} {v:g}" for name, v in named if v is not None])
     if not said:
         return mc, tc, None
