@@ -214,6 +214,66 @@ def test_long_run_model_rule() -> None:
     assert not defaults.long_run_model_fits(None)
 
 
+def test_wide_model_rule() -> None:
+    gru = ModelConfig(vocab_size=65, cell="gru", hidden=256, embed_dim=64, dropout=0.0)
+    n = defaults.LONG_MODEL_MIN_TOKENS
+    wide = defaults.wide_model(gru, n, defaults.WIDE_MODEL_EPOCHS)
+    assert wide == replace(gru, hidden=defaults.WIDE_MODEL_HIDDEN)  # the rest as it was
+    assert defaults.wide_model(gru, n, defaults.WIDE_MODEL_EPOCHS - 0.01) is None  # few passes
+    assert defaults.wide_model(gru, n, None) is None  # unknown
+    assert defaults.wide_model(gru, n - 1, 50.0) is None  # small corpora: not measured
+    assert defaults.wide_model(replace(gru, hidden=512), 6_000_000, 8.0) is None  # already wider
+    hanzi = replace(gru, vocab_size=5000, embed_dim=256)
+    assert defaults.wide_model(hanzi, n, 8.0).embed_dim == defaults.WIDE_MODEL_HIDDEN  # type: ignore[union-attr]
+    assert defaults.wide_model_fits(defaults.WIDE_MODEL_STEPS)
+    assert not defaults.wide_model_fits(defaults.WIDE_MODEL_STEPS - 1)
+    assert not defaults.wide_model_fits(None)
+
+
+def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_steps(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text(small_text[:6000])
+    limits = dict(max_steps=40, batch_size=8, seq_len=16, root=str(tmp_path / "ck"))
+    _one_second_steps(monkeypatch)
+    # scaled down: a default 2x128 GRU making ~1 pass over 5,400 characters in 40 steps
+    monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
+
+    def start(**asked: object):  # type: ignore[no-untyped-def]
+        req = TrainRequest.from_options(sources=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
+        return open_run(req, CPU, threads=1)
+
+    monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 41)  # more steps than the run makes
+    run = start()
+    assert (run.model.config.hidden, run.plan.notes) == (128, ())
+    run.lock.release()
+    monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 40)
+    run = start()
+    assert (run.model.config.cell, run.model.config.hidden) == ("gru", 160)
+    assert run.model.rnn.hidden_size == 160  # built as planned
+    assert run.plan.notes == (
+        "about 1 passes over the corpus expected: training a wider GRU 2x160 instead (about 40 "
+        "steps, 1 pass)",
+    )
+    run.lock.release()
+    for asked in (dict(hidden=128), dict(dropout=0.1), dict(embed_dim=32)):  # asked: kept
+        run = start(**asked)
+        assert run.model.config.hidden == 128 and run.plan.notes == (), asked
+        run.lock.release()
+    # with the passes of the many-passes setting, it applies to the wider model
+    monkeypatch.setattr(defaults, "MANY_PASSES_EPOCHS", 0.5)
+    run = start()
+    assert run.model.config.hidden == run.model.config.embed_dim == 160
+    assert run.plan.notes[0].endswith(
+        "(about 40 steps, 1 pass), embedding 160, lr 0.006, weight decay 0.3"
+    )
+    assert run.optimizer.param_groups[0]["weight_decay"] == defaults.LONG_RUN_WEIGHT_DECAY
+    run.lock.release()
+
+
 def _long_run_model_for_tests(monkeypatch: pytest.MonkeyPatch, steps: float) -> None:
     """Scale the long-run model rule down to a tiny corpus and a few dozen steps."""
     monkeypatch.setattr(defaults, "LONG_MODEL_HIDDEN", 160)

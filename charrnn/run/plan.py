@@ -202,6 +202,45 @@ def _measure(
     return _Measured(precision, n if len(counts) > 1 else None, candidates, seconds, speedup)
 
 
+def _widened(
+    req: TrainRequest,
+    mc: ModelConfig,
+    tc: TrainConfig,
+    n_train: int,
+    epochs: float | None,
+    m: _Measured,
+    device: torch.device,
+) -> tuple[ModelConfig, float | None, list[str]]:
+    """The wider model of :func:`defaults.wide_model` when the model is left to the defaults
+    and the wider one, timed here, still makes enough steps: (model, the passes it makes, the
+    note); else ``mc``, ``epochs`` and no note."""
+    wide = defaults.wide_model(mc, n_train, epochs) if req.model_left_to_defaults else None
+    if wide is None:
+        return mc, epochs, []
+    # timed with the embedding of the many-passes setting: not faster than it will train
+    seconds = _step_seconds(replace(wide, embed_dim=wide.hidden), tc, m, device)
+    steps = defaults.expected_steps(tc, n_train, seconds)
+    passes = defaults.expected_epochs(tc, n_train, seconds)
+    if passes is None or not defaults.wide_model_fits(steps):
+        return mc, epochs, []
+    plural = "" if round(passes) == 1 else "es"
+    note = (
+        f"training a wider {wide.cell.upper()} {wide.layers}x{wide.hidden} instead (about "
+        f"{steps:,.0f} steps, {passes:.0f} pass{plural})"
+    )
+    return wide, passes, [note]
+
+
+def _step_seconds(mc: ModelConfig, tc: TrainConfig, m: _Measured, device: torch.device) -> float:
+    """Seconds a training step of a model like ``mc`` takes here, at the threads and precision
+    the probe chose (inf: not measured, off the CPU or at a precision the probe cannot time)."""
+    if device.type != "cpu" or tc.precision not in PROBE_DTYPES:
+        return float("inf")
+    n = m.threads or torch.get_num_threads()
+    timed = probe_steps(_timing_model(mc, tc.seed), tc.batch_size, tc.seq_len, [n], [tc.precision])
+    return timed.fastest(tc.precision)[1]
+
+
 def _timing_model(mc: ModelConfig, seed: int) -> CharRNN:
     """A model of ``mc`` on the CPU to time; the random generator is left as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -276,14 +315,7 @@ def _fit_to_length(
     epochs = defaults.expected_epochs(tc, n_train, m.step_seconds)
     big = defaults.long_run_model(mc, n_train, epochs) if req.model_left_to_defaults else None
     if big is not None and epochs is not None:
-        seconds = float("inf")
-        if device.type == "cpu" and tc.precision in PROBE_DTYPES:
-            n = m.threads or torch.get_num_threads()
-            timed = probe_steps(
-                _timing_model(big, tc.seed), tc.batch_size, tc.seq_len, [n], [tc.precision]
-            )
-            seconds = timed.fastest(tc.precision)[1]
-        steps = defaults.expected_steps(tc, n_train, seconds)
+        steps = defaults.expected_steps(tc, n_train, _step_seconds(big, tc, m, device))
         if defaults.long_run_model_fits(steps):
             lr = req.lr or defaults.learning_rate(big.cell)
             wd = defaults.LONG_MODEL_WEIGHT_DECAY if req.weight_decay is None else req.weight_decay
@@ -293,13 +325,15 @@ def _fit_to_length(
                 f"weight decay {wd:g} instead (about {steps:,.0f} steps)"
             )
             return big, replace(tc, lr=lr, weight_decay=wd), note
+    said_first = f"about {epochs:.0f} passes over the corpus expected: " if epochs else ""
+    mc, epochs, widened = _widened(req, mc, tc, n_train, epochs, m, device)
     # a run limited by time alone ends after the useful passes (None: its time limit ends it)
     time_only = req.max_epochs is None and req.max_steps is None and not req.epochs_unlimited
     steps_per_pass = num_windows(n_train // tc.batch_size, tc.seq_len)  # the last one short
     stop = defaults.useful_passes(epochs, steps_per_pass) if time_only else None
     many = defaults.many_passes(mc, epochs if stop is None else stop)
     if many is None or epochs is None:  # (a stop implies many passes: many is not None)
-        return mc, tc, None
+        return mc, tc, said_first + widened[0] if widened else None
     # each part only where its option was left to charrnn
     dropout = many.dropout if req.dropout is None else None
     embed = many.embed_dim if req.embed_dim is None and not req.tie_weights else None
@@ -309,7 +343,7 @@ def _fit_to_length(
     ending = []
     if stop:
         ending = [f"stopping after {stop:.3g} (more overfit; --max-epochs N or inf to choose)"]
-    said = ", ".join(ending + [f"{name} {v:g}" for name, v in named if v is not None])
+    said = ", ".join(widened + ending + [f"{name} {v:g}" for name, v in named if v is not None])
     if not said:
         return mc, tc, None
     mc = replace(
@@ -323,4 +357,4 @@ def _fit_to_length(
         weight_decay=tc.weight_decay if decay is None else decay,
         max_epochs=tc.max_epochs if stop is None else stop,
     )
-    return mc, tc, f"about {epochs:.0f} passes over the corpus expected: {said}"
+    return mc, tc, said_first + said
