@@ -198,14 +198,15 @@ def wide_model(mc: ModelConfig, n_train: int, epochs: float | None) -> ModelConf
     makes WIDE_MODEL_STEPS steps (:func:`wide_model_fits`); the many-passes rule then applies to
     the passes it makes.
 
-    Measured on tinyshakespeare at 137 s (2-core AMD EPYC, bf16 at 2.2x fp32; val nats/char):
-    the default 2x256 GRU made 1,320-1,570 steps (~8 passes, the many-passes setting) and reached
-    1.4636 (median of 3; 1.4566-1.4669), a 2x384 GRU 1,195 steps (~5 passes) 1.4360 (one run),
-    a 128 x 64 batch 1.4604. On the 2-core Intel Xeon (bf16 at 1.4x) at 137 s a 2x384 GRU with
-    dropout 0.1 made too few steps to gain (1.4787 against 1.4769), and at 10 minutes (dropout
-    0.1) lost to the default (1.4987 against 1.4623), where the long run's LSTM does better
-    still (:func:`long_run_model`); on ru-fortunes (121k characters, 60 s) 2x384 tied 2x256
-    (1.2842-1.2849 against 1.2854)."""
+    Measured on tinyshakespeare at 137 s (2-core AMD EPYC, bf16 at 2.2x fp32; val nats/char;
+    bench/suite.py, 3 pairs): the default 2x256 GRU made 1,320-1,570 steps (~8 passes, the
+    many-passes setting) and reached 1.4636 (1.4566-1.4662), -0.030 from the plain loop; a
+    2x384 GRU 1,195 steps (~5 passes) 1.4360 (one run; a 128 x 64 batch 1.4604); with this
+    rule 1.4364 (1.4340-1.4441, 1,156-1,213 steps), -0.052 from the plain loop. On the 2-core
+    Intel Xeon (bf16 at 1.4x) at 137 s a 2x384 GRU with dropout 0.1 made too few steps to gain
+    (1.4787 against 1.4769), and at 10 minutes (dropout 0.1) lost to the default (1.4987
+    against 1.4623), where the long run's LSTM does better still (:func:`long_run_model`); on
+    ru-fortunes (121k characters, 60 s) 2x384 tied 2x256 (1.2842-1.2849 against 1.2854)."""
     if epochs is None or epochs < WIDE_MODEL_EPOCHS or n_train < LONG_MODEL_MIN_TOKENS:
         return None
     if mc.hidden >= WIDE_MODEL_HIDDEN:
