@@ -230,21 +230,29 @@ def test_wide_model_rule() -> None:
     assert not defaults.wide_model_fits(None)
 
 
-def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_steps(
-    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _poems_starter(tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A function that opens a run of 40 steps of 8 x 16 on 6,000 characters of poems, one
+    thread, every probe measuring one second a step; its keywords are more options."""
     corpus = tmp_path / "poems.txt"
     corpus.write_text(small_text[:6000])
     limits = dict(max_steps=40, batch_size=8, seq_len=16, root=str(tmp_path / "ck"))
     _one_second_steps(monkeypatch)
-    # scaled down: a default 2x128 GRU making ~1 pass over 5,400 characters in 40 steps
-    monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
 
     def start(**asked: object):  # type: ignore[no-untyped-def]
         req = TrainRequest.from_options(sources=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
         return open_run(req, CPU, threads=1)
+
+    return start
+
+
+def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_steps(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = _poems_starter(tmp_path, small_text, monkeypatch)
+    # scaled down: a default 2x128 GRU making ~1 pass over 5,400 characters in 40 steps
+    monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
 
     monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 41)  # more steps than the run makes
     run = start()
@@ -331,14 +339,7 @@ def _one_second_steps(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_default_model_stays_when_asked_for_or_when_the_larger_is_too_slow(
     tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = tmp_path / "poems.txt"
-    corpus.write_text(small_text[:6000])
-    limits = dict(max_steps=40, batch_size=8, seq_len=16, root=str(tmp_path / "ck"))
-    _one_second_steps(monkeypatch)
-
-    def start(**asked: object):  # type: ignore[no-untyped-def]
-        req = TrainRequest.from_options(sources=(str(corpus),), **limits, **asked)  # type: ignore[arg-type]
-        return open_run(req, CPU, threads=1)
+    start = _poems_starter(tmp_path, small_text, monkeypatch)
 
     _long_run_model_for_tests(monkeypatch, steps=41)  # more steps than the run makes
     run = start()
