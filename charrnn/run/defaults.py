@@ -159,7 +159,7 @@ def useful_passes(epochs: float | None, steps_per_pass: float) -> float | None:
     steep below, nearly flat above."""
     if epochs is None:
         return None
-    useful = max(MAX_USEFUL_PASSES, MIN_USEFUL_STEPS / max(steps_per_pass, 1e-9))
+    useful = max(MAX_USEFUL_PASSES, MIN_USEFUL_STEPS / steps_per_pass)  # a pass: 1 step or more
     return None if epochs <= useful else useful
 
 

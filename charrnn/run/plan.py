@@ -333,7 +333,7 @@ def _fit_to_length(
     stop = defaults.useful_passes(epochs, steps_per_pass) if time_only else None
     many = defaults.many_passes(mc, epochs if stop is None else stop)
     if many is None or epochs is None:  # (a stop implies many passes: many is not None)
-        return mc, tc, said_first + widened[0] if widened else None
+        return mc, tc, (said_first + widened[0]) if widened else None
     # each part only where its option was left to charrnn
     dropout = many.dropout if req.dropout is None else None
     embed = many.embed_dim if req.embed_dim is None and not req.tie_weights else None
