@@ -297,7 +297,8 @@ def train(
             ``batch_size``, ``seq_len``, ``lr``, ``weight_decay``, ``clip``, ``warmup``,
             ``schedule``, ``max_epochs``, ``eval_every``, ``seed``, ``precision``, ``root``,
             ``init_from`` (a run or checkpoint folder to fine-tune), ``patience`` (stop after
-            that many validations in a row without a new best).
+            that many validations in a row without a new best), ``ema_decay`` (of the
+            weights' moving average tried at the end; 0: none).
 
     Returns:
         The run folder (a ``Path``).

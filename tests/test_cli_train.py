@@ -107,6 +107,7 @@ def test_a_resume_continues_the_run(corpus: Path, tmp_path: Path) -> None:
         (["--lr", "nan"], "Invalid value for '--lr': NaN is not a valid value"),
         (["--val-fraction", "0.7"], "0.7 is out of range (0 <= x <= 0.5)"),
         (["--device", "tpu"], "'--device': 'tpu': expected auto, cpu, cuda or cuda:N"),
+        (["--ema-decay", "1"], "'--ema-decay': 1 is out of range (0 <= x <= 0.999)"),
     ],
 )  # fmt: skip
 def test_a_bad_option_value_exits_2_naming_it_in_one_line(
@@ -156,3 +157,27 @@ def test_no_corpus_and_no_resume_is_a_usage_error(tmp_path: Path) -> None:
         r.output
         == "charrnn: error: name a text file to train on (or - for stdin), or --resume RUN\n"
     )
+
+
+def test_the_weights_average_kept_at_the_end_is_said_and_recorded(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """A high constant learning rate leaves noisy last weights: their average wins, the last
+    validation line says so, and --ema-decay 0 trains without one (same seed, same steps)."""
+    runs = {}
+    for decay in ("0.9", "0"):
+        out = tmp_path / f"r{decay}"
+        args = ["--hidden", "32", "--embed-dim", "16", "--layers", "1", "--batch-size", "8"]
+        args += ["--seq-len", "16", "--max-steps", "60", "--lr", "0.05", "--warmup", "0"]
+        args += ["--schedule", "constant", "--dropout", "0", "--ema-decay", decay, *TINY[8:]]
+        r = _train(str(corpus), *args, "--out", str(out))
+        assert r.exit_code == 0, r.output
+        config = json.loads((out / ck.checkpoint_name(60) / ck.CONFIG).read_text("utf-8"))
+        last = [m for m in read_metrics(out) if m["event"] == "eval"][-1]
+        runs[decay] = (r.stderr, config, last)
+    stderr, config, last = runs["0.9"]
+    assert config["training"]["ema_decay"] == 0.9 and last.get("averaged") is True
+    assert "(the weights' average, best)" in stderr
+    stderr0, config0, last0 = runs["0"]
+    assert config0["training"]["ema_decay"] == 0 and "averaged" not in last0
+    assert "weights' average" not in stderr0 and last["val_loss"] < last0["val_loss"]

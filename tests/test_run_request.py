@@ -150,6 +150,7 @@ VALUES: dict[str, Any] = dict(
     batch_size=8, seq_len=16, lr=1e-3, weight_decay=0.1, clip=0.5, warmup=0,
     schedule="constant", seed=7, init_from="other", max_epochs=3.0, max_steps=100,
     max_time=60.0, eval_every=10, precision="bf16", patience=2, epochs_unlimited=True,
+    ema_decay=0.5,
 )  # fmt: skip
 
 

@@ -104,6 +104,11 @@ def test_resume_is_exact(tmp_path: Path, small_text: str, cell: str, where: str)
     for k in sa:
         for key in sa[k]:
             assert torch.equal(torch.as_tensor(sa[k][key]), torch.as_tensor(sb[k][key]))
+    # The weights' moving average went on from the checkpoint as if never interrupted.
+    avg_ref, avg_resumed = ref.trainer.average, resumed.trainer.average  # type: ignore[union-attr]
+    assert avg_ref is not None and avg_resumed is not None and avg_resumed.steps == total
+    for a, b in zip(avg_ref.model.parameters(), avg_resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_resume_refuses_changed_corpus_and_fixed_options(tmp_path: Path, small_text: str) -> None:
@@ -242,7 +247,7 @@ def test_a_time_budget_keeps_time_for_the_final_validation_and_ends_its_schedule
     steps = [e for e in events if isinstance(e, Stepped)]
     evals = [e for e in events if isinstance(e, Evaluated)]
     assert len(evals) == 1 and evals[0].final
-    last, final_eval = steps[-1], trainer.eval_clock.last
+    last, final_eval = steps[-1], trainer.validation.clock.last
     assert final_eval > 0.1 * cfg.max_time  # a validation that matters to the budget
     assert last.lr <= cfg.lr * cfg.min_lr_ratio * 1.05, last  # the floor, within 5%
     # Training stopped early enough for the validation to fit (up to the estimate's error):
@@ -265,3 +270,55 @@ def test_a_time_limited_cosine_never_rises_when_validations_revise_the_reserve()
     lrs = [e.lr for e in events if isinstance(e, Stepped)]
     assert sum(isinstance(e, Evaluated) for e in events) >= 2
     assert all(b <= a for a, b in itertools.pairwise(lrs)), lrs
+
+
+def _averaging_pair(tmp_path: Path, text: str, **kw):  # type: ignore[no-untyped-def]
+    """The same short run twice, without and with the weights' average: the first's weights
+    are what the second trained (the average draws no random numbers)."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text)
+    base = dict(cell="gru", hidden=32, layers=1, embed_dim=16, dropout=0.0, warmup=0)
+    base.update(schedule="constant", eval_every=1000, **kw)
+    runs, events = [], []
+    for decay in (0.0, kw.pop("ema_decay", 0.9)):
+        ev: list[object] = []
+        run = open_run(
+            _request(corpus, tmp_path / f"r{decay}", **{**base, "ema_decay": decay}), CPU
+        )
+        run.train(callbacks=[ev.append])
+        runs.append(run)
+        events.append([e for e in ev if isinstance(e, Evaluated)])
+    return runs, events
+
+
+@pytest.mark.parametrize(
+    ("settings", "kept"),
+    [
+        # a high constant learning rate: the last weights are noisy, their average is not
+        (dict(lr=5e-2, max_steps=60, ema_decay=0.9), True),
+        # a memory of 1,000 steps over 40: the plain mean of the run, its first steps included
+        (dict(lr=2e-2, max_steps=40, ema_decay=0.999), False),
+    ],
+)
+def test_a_finished_run_keeps_the_weights_average_only_where_it_validates_better(
+    tmp_path: Path, small_text: str, settings: dict[str, float], kept: bool
+) -> None:
+    (plain, averaged), (plain_evals, evals) = _averaging_pair(tmp_path, small_text, **settings)
+    trained = plain_evals[-1].val.nats_per_token  # the weights the second run trained
+    avg = averaged.trainer.average  # type: ignore[union-attr]
+    assert avg is not None and avg.steps == settings["max_steps"]
+    mean = averaged.trainer.validation.score(avg.model).nats_per_token  # type: ignore[union-attr]
+    assert (mean < trained) is kept
+    final = evals[-1]
+    assert final.final and final.averaged is kept and len(evals) == len(plain_evals)
+    want = avg.model if kept else plain.model
+    for a, b in zip(averaged.model.parameters(), want.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert final.val.nats_per_token == pytest.approx(mean if kept else trained, rel=1e-9)
+    # what was kept is on disk as the run's best, and metrics.jsonl says which
+    best = ck.read_pointer(tmp_path / f"r{settings['ema_decay']}", ck.BEST)
+    assert best == ck.checkpoint_name(int(settings["max_steps"]))
+    last_eval = [
+        m for m in read_metrics(tmp_path / f"r{settings['ema_decay']}") if m["event"] == "eval"
+    ][-1]
+    assert last_eval.get("averaged", False) is kept

@@ -237,6 +237,7 @@ def user_errors(fn: F) -> F:
 MAX_LAYERS, MAX_WIDTH, MAX_SUBWORDS = 64, 1 << 15, 1 << 20
 MAX_BATCH, MAX_THREADS, MAX_SAMPLES = 1 << 20, 1024, 1 << 14
 MAX_RATE = 1000.0  # --lr, --weight-decay: far beyond any use, far below float32 overflow
+MAX_EMA_DECAY = 0.999  # --ema-decay: a memory of about 1,000 steps; 1 would never move
 MAX_SEED = 2**32 - 1  # NumPy's and torch's generators both take any seed in 0 .. 2**32-1
 
 

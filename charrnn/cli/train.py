@@ -16,6 +16,7 @@ from ..text.tokenizers import TOKENIZERS
 from ..training.config import PRECISIONS, SCHEDULES
 from .common import (
     MAX_BATCH,
+    MAX_EMA_DECAY,
     MAX_LAYERS,
     MAX_RATE,
     MAX_SEED,
@@ -24,6 +25,7 @@ from .common import (
     Choice,
     Number,
     checkpoints_root,
+    choices,
     device_option,
     device_param,
     encoding_option,
@@ -33,9 +35,6 @@ from .common import (
     parse_duration,
     set_threads,
     threads_param,
-)
-from .common import (
-    choices as _choices,
 )
 from .signals import StopOnSignals
 from .streams import shell_quote
@@ -77,7 +76,7 @@ def train_command(
         "--cell",
         parser=Choice(CELLS),
         help=f"Recurrent cell [default: {defaults.DEFAULT_CELL}].",
-        metavar=_choices(CELLS),
+        metavar=choices(CELLS),
     ),
     layers: int | None = typer.Option(
         None,
@@ -125,7 +124,7 @@ def train_command(
         "--tokenizer",
         parser=Choice(TOKENIZERS),
         help=f"char, or bpe / unigram subwords (sentencepiece) [{defaults.DEFAULT_TOKENIZER}].",
-        metavar=_choices(TOKENIZERS),
+        metavar=choices(TOKENIZERS),
     ),
     vocab_size: int | None = typer.Option(
         None,
@@ -191,7 +190,7 @@ def train_command(
         "--schedule",
         parser=Choice(SCHEDULES),
         help=f"Learning-rate schedule [{defaults.DEFAULT_SCHEDULE}].",
-        metavar=_choices(SCHEDULES),
+        metavar=choices(SCHEDULES),
     ),
     max_epochs: float | None = typer.Option(
         None,
@@ -240,7 +239,7 @@ def train_command(
             "Autocast precision [bf16 on GPUs that have it and on CPUs with native bf16 "
             "where it measures faster; else fp32]."
         ),
-        metavar=_choices(PRECISIONS),
+        metavar=choices(PRECISIONS),
     ),
     threads: int | None = threads_param("CPU threads [the faster of 1 and all, measured]."),
     out: str | None = typer.Option(
@@ -266,6 +265,14 @@ def train_command(
         parser=Number(int, 1),
         help="Stop after N validations in a row without a new best [off].",
         metavar="N",
+    ),
+    ema_decay: float | None = typer.Option(
+        None,
+        "--ema-decay",
+        parser=Number(float, 0.0, MAX_EMA_DECAY),
+        help="Decay of the weights' moving average, kept at the end where it validates better; "
+        f"0 = off [{defaults.DEFAULT_EMA_DECAY:g}].",
+        metavar="X",
     ),
     encoding: str = encoding_option("Text encoding of the corpus."),
     errors: str = errors_option("On undecodable bytes: strict, replace or ignore."),
@@ -315,6 +322,7 @@ def train_command(
         root=str(checkpoints_root()),
         init_from=init_from,
         patience=patience,
+        ema_decay=ema_decay,
     )
     set_threads(threads)
     d = distributed.from_env()

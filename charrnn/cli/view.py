@@ -232,6 +232,8 @@ class Reporter:
         tl = event.train_loss_per_char
         train = f"{tl:.4f}" if tl is not None else "-"
         mark = "  (best)" if event.is_best else ""
+        if event.averaged:
+            mark = f"  (the weights' average{', best' if event.is_best else ''})"
         lr = f"  lr {self.last_step.lr:.2e}" if self.last_step is not None else ""
         line = (
             f"step {event.step:>6}  epoch {event.epoch:6.2f}  train {train} nats  "

@@ -133,6 +133,7 @@ def train_config(
         seed=d.DEFAULT_SEED if req.seed is None else req.seed,
         precision=req.precision or auto_precision,
         patience=req.patience,
+        ema_decay=d.DEFAULT_EMA_DECAY if req.ema_decay is None else req.ema_decay,
     )
     return cfg, notice
 

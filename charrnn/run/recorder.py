@@ -74,6 +74,7 @@ class MetricsRecorder:
                 "val_loss": sig(event.val.nats_per_token),
                 "val_bits_per_char": sig(event.val.bits_per_char),
                 "best": event.is_best,
+                **({"averaged": True} if event.averaged else {}),
             }
         if isinstance(event, Finished):
             return {"event": "end", **common, "reason": event.reason}

@@ -64,6 +64,7 @@ RESUME_OVERRIDABLE = (
 RESUME_FIXED = (
     *("cell", "layers", "hidden", "embed_dim", "dropout", "tie_weights", "batch_size"),
     *("seq_len", "lr", "weight_decay", "clip", "warmup", "schedule", "seed", "init_from"),
+    "ema_decay",
 )
 # The options of a fine-tuned run that the model it starts from decides (run/finetune.py).
 ARCHITECTURE = ("cell", "layers", "hidden", "embed_dim", "tie_weights")
@@ -103,6 +104,7 @@ class TrainRequest:
     root: str = defaults.CHECKPOINTS_ROOT
     init_from: str | None = None  # a run or checkpoint folder to start from (finetune.py)
     patience: int | None = None  # stop after this many evaluations without a new best
+    ema_decay: float | None = None  # of the weights' average tried at the end; 0: none
     # set from max_epochs=inf: no epoch limit at all, not even the end after the useful passes
     # (defaults.useful_passes) that a run limited by time alone gets
     epochs_unlimited: bool = False
@@ -131,6 +133,8 @@ class TrainRequest:
                 raise OptionError(f"{option} {value}: expected one of {', '.join(allowed)}")
         if self.patience is not None and self.patience < 1:
             raise OptionError(f"--patience {self.patience}: expected 1 or more evaluations")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise OptionError(f"--ema-decay {self.ema_decay:g}: expected 0 (none) to below 1")
         if not 0.0 <= spec.val_fraction <= 0.5:
             raise OptionError(f"--val-fraction {spec.val_fraction:g}: expected 0 to 0.5")
 

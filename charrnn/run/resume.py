@@ -62,6 +62,8 @@ def trainer_state_to_plain(
     if state.hidden is not None:
         for i, t in enumerate(hidden_tensors(state.hidden)):
             tensors[f"hidden.{i}"] = t
+    for i, t in enumerate(state.average or []):
+        tensors[f"average.{i}"] = t
     return tensors, state.to_dict()
 
 
@@ -73,6 +75,9 @@ def trainer_state_from_plain(
     state = TrainerState(**fields)
     hid = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
     state.hidden = hidden_from_tensors(cell, hid) if hid else None
+    n_average = sum(1 for k in tensors if k.startswith("average."))
+    if n_average:
+        state.average = [tensors[f"average.{i}"].to(device) for i in range(n_average)]
     torch.set_rng_state(tensors["rng.cpu"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -103,6 +108,16 @@ def restore_training(
         optimizer_from_plain(optimizer, opt_tensors, st_json["optimizer"])
         st_tensors = ck.read_tensors(ckpt / ck.TRAINER_TENSORS)
         state = trainer_state_from_plain(model.config.cell, st_tensors, st_json, device)
+        _check_average(state, model)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt}: cannot restore the training state ({e})") from None
     return optimizer, state
+
+
+def _check_average(state: TrainerState, model: CharRNN) -> None:
+    """Raise ValueError unless the stored weights' average (if any) has the model's shapes."""
+    if state.average is None:
+        return
+    want = [tuple(p.shape) for p in model.parameters()]
+    if [tuple(t.shape) for t in state.average] != want:
+        raise ValueError("the weights' average stored does not match the model's parameters")

@@ -8,12 +8,14 @@ line's ``--help`` and the default rules can name the choices without importing t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..protocols import DEFAULT_STREAMS
 
 if TYPE_CHECKING:
+    import torch
+
     from ..model.rnn import Hidden
 
 SCHEDULES = ("cosine", "plateau", "constant")  # TrainConfig.schedule
@@ -51,6 +53,9 @@ class TrainConfig:
     seed: int = 1337
     precision: str = "fp32"  # autocast dtype for forward passes in training
     patience: int | None = None  # stop after this many validations in a row without a new best
+    # Decay of the weights' moving average tried at the end of the run (training/average.py);
+    # 0: none.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -66,6 +71,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {x}")
         if not self.lr > 0:
             raise ValueError("lr must be > 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,9 +97,14 @@ class TrainerState:
     train_loss: float | None = None  # running mean of recent steps
     grad_scale: dict[str, Any] | None = None  # fp16 gradient scaler state
     finished: bool = False  # the last session ended at a limit (not interrupted)
+    average_steps: int = 0  # steps in the weights' moving average (training/average.py)
     hidden: Hidden | None = field(default=None, repr=False)
+    # The weights' moving average, one tensor per model parameter in the model's order.
+    average: list[torch.Tensor] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The JSON-able fields: all but the tensors (``hidden``, ``average``)."""
+        d = asdict(replace(self, hidden=None, average=None))
         d.pop("hidden")
+        d.pop("average")
         return d

@@ -47,6 +47,7 @@ class Evaluated:
     final: bool
     train_loss_per_char: float | None = None
     best: Score | None = None  # the best validation so far (this one when ``is_best``)
+    averaged: bool = False  # the weights' average replaced them (a final validation only)
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,16 @@ from dataclasses import replace
 import torch
 
 from ..errors import TrainingError
-from ..evaluation import DEFAULT_BURN_IN, PARALLEL_WINDOW, evaluate_chunks, step_shape
 from ..model.rnn import CharRNN, Hidden, hidden_from_tensors, hidden_tensors
 from ..units import Score, nats_per_char
 from . import schedule
+from .average import WeightAverage, replaces
 from .batches import batchify, num_windows, window
 from .config import TrainConfig, TrainerState
 from .distributed import SINGLE, Dist, agree, gather_rows, rows
 from .events import Callback, Evaluated, Event, Finished, Skipped, Started, Stepped
 from .step import WindowStep
+from .validation import Validation
 
 __all__ = ["Trainer", "make_optimizer"]
 
@@ -71,7 +72,6 @@ class Trainer:
         figures (see :func:`charrnn.evaluation.evaluate_chunks`)."""
         self.model = model
         self.chars_per_token = chars_per_token
-        self.val_lengths = val_lengths
         self.config = config
         self.dist = dist
         self.device = next(model.parameters()).device
@@ -79,21 +79,19 @@ class Trainer:
         # unless several processes share the batch). Stays on the CPU, memory-mapped.
         self.data = batchify(train_ids, config.batch_size)[rows(dist, config.batch_size)]
         self.steps_per_epoch = num_windows(self.data.size(1), config.seq_len)
-        # Validation ids are copied into memory (capped), training ids stay memory-mapped.
-        self.val_ids = None if val_ids is None else val_ids[: config.eval_max_tokens].long()
-        capped = val_ids is not None and val_ids.numel() > config.eval_max_tokens
-        self.val_chars = None if capped else val_chars
+        self.validation = Validation(val_ids, config, val_lengths, val_chars)
         self.callbacks = list(callbacks)
         self.resumed = state is not None
         self.state = state or TrainerState()
         if dist.enabled and self.state.hidden is not None:
             self.state.hidden = _hidden_rows(self.state.hidden, rows(dist, config.batch_size))
         self.optimizer = optimizer or make_optimizer(model, config)
+        # The weights' moving average (none without validation), copied before DDP wraps it.
+        self.average = WeightAverage.for_run(model, config, self.state, self.validation.available)
         self.stepper = WindowStep(model, self.optimizer, config, dist, self.state.grad_scale)
         self.should_stop = should_stop or (lambda: False)
         self._session_p0 = schedule.session_start(self.state.progress, self.state.finished)
         self._session_start = 0.0
-        self.eval_clock = _EvalClock()
         self._progress_high = 0.0  # the furthest progress of this session (see progress())
         self._nonfinite = 0  # steps in a row with a non-finite loss or gradient
         self._recent = _RunningMean()  # of the latest training losses (nats/token)
@@ -113,10 +111,9 @@ class Trainer:
         return self._progress_high
 
     def _eval_reserve(self) -> float:
-        """Seconds a time budget keeps for the final validation (see :class:`_EvalClock`)."""
-        if self.config.max_time is None or self.val_ids is None or self.val_ids.numel() < 2:
-            return 0.0
-        return self.eval_clock.reserve(self.model, self.val_ids.numel(), self.config)
+        """Seconds a time budget keeps for the final validation: two evaluations where the
+        weights' average is scored too."""
+        return self.validation.reserve(self.model, 1 if self.average is None else 2)
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -146,37 +143,40 @@ class Trainer:
 
     def validate(self, final: bool = False) -> Score | None:
         """Evaluate on the validation stream, update best-so-far and emit :class:`Evaluated`."""
-        if self.val_ids is None or self.val_ids.numel() < 2:
+        if not self.validation.available:
             return None
-        t0 = time.perf_counter()
-        res = evaluate_chunks(
-            self.model,
-            [self.val_ids],
-            streams=self.config.eval_streams,
-            lengths=self.val_lengths,
-            chars=self.val_chars,
-        )
-        self.eval_clock.record(time.perf_counter() - t0)
+        res = self.validation.score(self.model)
+        self._record(res, final)
+        return res
+
+    def _record(self, res: Score, final: bool, averaged: bool = False) -> None:
         s = self.state
         is_best = schedule.record_validation(self.config, s, res.nats_per_token)
-        self._emit(_evaluated(s, self._epochs(), res, is_best, final, self.chars_per_token))
-        return res
+        cpt = self.chars_per_token
+        self._emit(_evaluated(s, self._epochs(), res, is_best, final, cpt, averaged))
+
+    def _validate_final(self, validated: bool) -> None:
+        """The last validation of a finished run: the weights (unless ``validated`` at this step
+        already) and their average (:mod:`.average`), which replaces them only as a new best
+        (:func:`.average.replaces`); emits :class:`Evaluated` for what is kept, if not emitted."""
+        avg, s = self.average, self.state
+        if avg is None or avg.steps == 0:
+            if not validated:
+                self.validate(final=True)
+            return
+        trained = None if validated else self.validation.score(self.model)
+        mean = self.validation.score(avg.model)
+        bar = [s.best_val, s.last_val if trained is None else trained.nats_per_token]
+        better = replaces(mean.nats_per_token, bar)
+        if agree(self.dist, [float(better)], self.device)[0]:  # the same choice on every rank
+            avg.copy_into(self.model)
+            self._record(mean, final=True, averaged=True)
+        elif trained is not None:
+            self._record(trained, final=True)
 
     def _epochs(self) -> float:
         """Epochs done, fractional."""
         return self.state.epoch + self.state.window / self.steps_per_epoch
-
-    def _eval_due(self, session_elapsed: float) -> bool:
-        """Whether the step just taken ends with a periodic evaluation."""
-        c = self.config
-        if not c.eval_every or self.state.step % c.eval_every:
-            return False
-        if c.eval_share is None:
-            return True
-        clock = self.eval_clock
-        over = clock.total + clock.last > c.eval_share * session_elapsed
-        # The same answer on every rank: an evaluation saves, and saving is collective.
-        return not agree(self.dist, [float(over)], self.device)[0]
 
     def _skipped(self, loss_value: float) -> None:
         """A step with a non-finite loss or gradient: skip its window, or give up after
@@ -239,72 +239,33 @@ class Trainer:
                 continue
             self._nonfinite = 0
             self._stepped(loss_value, lr, progress, c.batch_size * y.size(1))
-            if self._eval_due(time.perf_counter() - self._session_start):
+            if self.average is not None:
+                self.average.update(self.model)
+            elapsed = time.perf_counter() - self._session_start
+            if self.validation.due(s.step, elapsed, self.dist, self.device):
                 s.hidden = hidden
                 self.validate()
                 last_eval_step = s.step
         s.hidden, s.finished = hidden, reason != "stopped"
-        if s.finished and last_eval_step != s.step:
-            self.validate(final=True)
+        if s.finished:
+            self._validate_final(validated=last_eval_step == s.step)
         self._emit(Finished(s.step, reason))
         return s
 
 
-class _EvalClock:
-    """The time validations take in this session: the last one, all of them, and before the
-    first an estimate (:func:`_validation_seconds`), for what a time budget keeps."""
-
-    def __init__(self) -> None:
-        self.last = 0.0  # seconds of the last validation
-        self.total = 0.0  # of every validation of this session
-        self.estimate: float | None = None
-
-    def record(self, seconds: float) -> None:
-        self.last = seconds
-        self.total += seconds
-
-    def reserve(self, model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
-        """The last validation's time, or the estimate before one; at most a quarter of the
-        budget, so that training keeps the rest."""
-        if self.last:
-            return self.last
-        if self.estimate is None:
-            self.estimate = _validation_seconds(model, n_tokens, c)
-        return min(self.estimate, 0.25 * (c.max_time or 0.0))
-
-
-def _validation_seconds(model: CharRNN, n_tokens: int, c: TrainConfig) -> float:
-    """About how long validating ``n_tokens`` tokens takes: a forward pass of the validation's
-    streams over one window of the protocol, timed twice (the faster counts: a busy moment
-    must not inflate it), scaled to the protocol's positions (its tokens per stream plus the
-    burn-in), and a tenth more. The step has the protocol's shape, its logits within the
-    protocol's memory budget (:func:`charrnn.evaluation.step_shape`: a large vocabulary gets
-    shorter steps or fewer rows a step, the latter scaled back up). No weights and no random
-    state change."""
-    rows, steps = step_shape(c.eval_streams, model.config.vocab_size, PARALLEL_WINDOW)
-    groups, was_training = -(-c.eval_streams // rows), model.training
-    x = torch.zeros(rows, steps, dtype=torch.long, device=next(model.parameters()).device)
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x[:, :2])  # warm-up
-            times = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - t0)
-    finally:
-        model.train(was_training)
-    return 1.1 * groups * min(times) / steps * (n_tokens / c.eval_streams + DEFAULT_BURN_IN)
-
-
 def _evaluated(
-    s: TrainerState, epochs: float, res: Score, is_best: bool, final: bool, chars_per_token: float
+    s: TrainerState,
+    epochs: float,
+    res: Score,
+    is_best: bool,
+    final: bool,
+    chars_per_token: float,
+    averaged: bool = False,
 ) -> Evaluated:
     """The event of a validation just recorded in ``s``."""
     best = None if s.best_val is None else Score.from_mean(s.best_val, res.tokens, res.chars)
     train = None if s.train_loss is None else nats_per_char(s.train_loss, chars_per_token)
-    return Evaluated(s.step, epochs, res, s.train_loss, is_best, final, train, best)
+    return Evaluated(s.step, epochs, res, s.train_loss, is_best, final, train, best, averaged)
 
 
 class _RunningMean:
