@@ -221,13 +221,18 @@ def test_wide_model_rule() -> None:
     assert wide == replace(gru, hidden=defaults.WIDE_MODEL_HIDDEN)  # the rest as it was
     assert defaults.wide_model(gru, n, defaults.WIDE_MODEL_EPOCHS - 0.01) is None  # few passes
     assert defaults.wide_model(gru, n, None) is None  # unknown
-    assert defaults.wide_model(gru, n - 1, 50.0) is None  # small corpora: not measured
+    small = defaults.SMALL_WIDE_MIN_TOKENS
+    assert defaults.wide_model(gru, small, 50.0) == wide  # a small corpus, many passes
+    assert defaults.wide_model(gru, small - 1, 50.0) is None  # tiny corpora: measured worse
     assert defaults.wide_model(replace(gru, hidden=512), 6_000_000, 8.0) is None  # already wider
     hanzi = replace(gru, vocab_size=5000, embed_dim=256)
     assert defaults.wide_model(hanzi, n, 8.0).embed_dim == defaults.WIDE_MODEL_HIDDEN  # type: ignore[union-attr]
-    assert defaults.wide_model_fits(defaults.WIDE_MODEL_STEPS)
-    assert not defaults.wide_model_fits(defaults.WIDE_MODEL_STEPS - 1)
-    assert not defaults.wide_model_fits(None)
+    steps, fits = defaults.WIDE_MODEL_STEPS, defaults.wide_model_fits
+    assert fits(steps, 1.0, n) and not fits(steps - 1, 50.0, n)  # large corpora: the steps
+    passes, least = defaults.SMALL_WIDE_EPOCHS, defaults.MIN_USEFUL_STEPS
+    assert fits(least, passes, n - 1)  # smaller ones: the passes, in enough steps
+    assert not fits(least, passes - 0.01, n - 1) and not fits(least - 1, 50.0, n - 1)
+    assert not fits(None, 20.0, n) and not fits(2000.0, None, n - 1)  # unknown
 
 
 def _poems_starter(tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
@@ -251,6 +256,7 @@ def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_st
     start = _poems_starter(tmp_path, small_text, monkeypatch)
     # scaled down: a default 2x128 GRU making ~1 pass over 5,400 characters in 40 steps
     monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "SMALL_WIDE_MIN_TOKENS", 1000)
     monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
     monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
 
@@ -279,6 +285,35 @@ def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_st
         "(about 40 steps, 1 pass), embedding 160, lr 0.006, weight decay 0.3"
     )
     assert run.optimizer.param_groups[0]["weight_decay"] == defaults.LONG_RUN_WEIGHT_DECAY
+    run.lock.release()
+
+
+def test_a_small_corpus_seen_many_times_trains_the_wider_model_when_it_still_makes_the_passes(
+    tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = _poems_starter(tmp_path, small_text, monkeypatch)
+    # scaled down: 5,400 characters are "small" (under LONG_MODEL_MIN_TOKENS), and the wider
+    # model's 40 steps of 8 x 16 make 0.95 passes of them
+    monkeypatch.setattr(defaults, "SMALL_WIDE_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 1)  # the large corpora's bar: not used
+    monkeypatch.setattr(defaults, "MIN_USEFUL_STEPS", 40)
+    monkeypatch.setattr(defaults, "SMALL_WIDE_EPOCHS", 0.96)  # more passes than it makes
+    run = start()
+    assert (run.model.config.hidden, run.plan.notes) == (128, ())
+    run.lock.release()
+    monkeypatch.setattr(defaults, "SMALL_WIDE_EPOCHS", 0.9)
+    run = start()
+    assert run.model.config.hidden == run.model.rnn.hidden_size == 160
+    assert run.plan.notes == (
+        "about 1 passes over the corpus expected: training a wider GRU 2x160 instead (about 40 "
+        "steps, 1 pass)",
+    )
+    run.lock.release()
+    monkeypatch.setattr(defaults, "MIN_USEFUL_STEPS", 41)  # too few steps to learn in
+    run = start()
+    assert run.model.config.hidden == 128
     run.lock.release()
 
 

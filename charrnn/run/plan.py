@@ -222,7 +222,7 @@ def _widened(
     seconds = _step_seconds(replace(wide, embed_dim=wide.hidden), tc, m, device)
     steps = defaults.expected_steps(tc, n_train, seconds)
     passes = defaults.expected_epochs(tc, n_train, seconds)
-    if passes is None or not defaults.wide_model_fits(steps):
+    if passes is None or not defaults.wide_model_fits(steps, passes, n_train):
         return mc, epochs, []
     plural = "" if round(passes) == 1 else "es"
     note = (
