@@ -250,16 +250,21 @@ def _poems_starter(tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPa
     return start
 
 
+def _wide_model_for_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scale the wider-model rule down to a 5,400-character corpus and a 160-wide model taken
+    from half a pass on."""
+    monkeypatch.setattr(defaults, "SMALL_WIDE_MIN_TOKENS", 1000)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
+    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
+
+
 def test_a_run_of_a_few_passes_trains_the_wider_model_when_it_still_makes_the_steps(
     tmp_path: Path, small_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start = _poems_starter(tmp_path, small_text, monkeypatch)
     # scaled down: a default 2x128 GRU making ~1 pass over 5,400 characters in 40 steps
+    _wide_model_for_tests(monkeypatch)
     monkeypatch.setattr(defaults, "LONG_MODEL_MIN_TOKENS", 1000)
-    monkeypatch.setattr(defaults, "SMALL_WIDE_MIN_TOKENS", 1000)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
-
     monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 41)  # more steps than the run makes
     run = start()
     assert (run.model.config.hidden, run.plan.notes) == (128, ())
@@ -294,9 +299,7 @@ def test_a_small_corpus_seen_many_times_trains_the_wider_model_when_it_still_mak
     start = _poems_starter(tmp_path, small_text, monkeypatch)
     # scaled down: 5,400 characters are "small" (under LONG_MODEL_MIN_TOKENS), and the wider
     # model's 40 steps of 8 x 16 make 0.95 passes of them
-    monkeypatch.setattr(defaults, "SMALL_WIDE_MIN_TOKENS", 1000)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_HIDDEN", 160)
-    monkeypatch.setattr(defaults, "WIDE_MODEL_EPOCHS", 0.5)
+    _wide_model_for_tests(monkeypatch)
     monkeypatch.setattr(defaults, "WIDE_MODEL_STEPS", 1)  # the large corpora's bar: not used
     monkeypatch.setattr(defaults, "MIN_USEFUL_STEPS", 40)
     monkeypatch.setattr(defaults, "SMALL_WIDE_EPOCHS", 0.96)  # more passes than it makes
