@@ -59,7 +59,6 @@ class WeightAverage:
     def __init__(self, model: CharRNN, decay: float, state: TrainerState | None = None) -> None:
         average_weight(decay, 1)  # checks the decay
         self.decay = decay
-        self.steps = 0  # updates so far
         self._averaged = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=False)
         self._averaged.eval()
         self.state = state
@@ -81,6 +80,11 @@ class WeightAverage:
         return cls(model, config.ema_decay, state)
 
     @property
+    def steps(self) -> int:
+        """Updates folded in so far (AveragedModel's own count)."""
+        return int(self._averaged.n_averaged)
+
+    @property
     def model(self) -> CharRNN:
         """The averaged copy (a :class:`CharRNN` like the trained model)."""
         return cast(CharRNN, self._averaged.module)
@@ -93,22 +97,20 @@ class WeightAverage:
             raise ValueError(f"the stored weights' average has tensors of shapes {shapes}")
         for p, t in zip(params, tensors, strict=True):
             p.copy_(t)
-        self.steps = steps
         self._averaged.n_averaged.fill_(steps)
 
     def _lerp(
         self,
         averaged: Sequence[torch.Tensor],
         current: Sequence[torch.Tensor],
-        _n: torch.Tensor | int,
+        n: torch.Tensor | int,
     ) -> None:
-        w = average_weight(self.decay, self.steps)
+        w = average_weight(self.decay, int(n) + 1)  # n: the updates before this one
         for a, p in zip(averaged, current, strict=True):
             a.lerp_(p.detach(), w)
 
     def update(self, model: torch.nn.Module) -> None:
         """Fold ``model``'s current parameters into the average (the first update copies)."""
-        self.steps += 1
         self._averaged.update_parameters(model)
         if self.state is not None:
             self.state.average_steps = self.steps
